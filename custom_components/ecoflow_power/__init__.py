@@ -1,0 +1,1 @@
+"""EcoFlow Power Management integration (placeholder; being built)."""

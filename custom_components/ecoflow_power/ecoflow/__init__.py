@@ -1,0 +1,1 @@
+"""EcoFlow cloud protocol library: no Home Assistant imports allowed here."""
