@@ -47,16 +47,20 @@ class DisplayPropertyUpload(_message.Message):
     def __init__(self, pow_in_sum_w: _Optional[float] = ..., pow_out_sum_w: _Optional[float] = ..., flow_info_ac_in: _Optional[int] = ..., pow_get_ac_in: _Optional[float] = ..., plug_in_info_ac_in_flag: _Optional[int] = ..., pow_get_bms: _Optional[float] = ..., plug_in_info_ac_charger_flag: _Optional[int] = ..., plug_in_info_ac_in_chg_pow_max: _Optional[int] = ..., bms_batt_soc: _Optional[float] = ..., bms_dsg_rem_time: _Optional[int] = ..., bms_chg_rem_time: _Optional[int] = ..., cms_batt_soc: _Optional[float] = ..., cms_dsg_rem_time: _Optional[int] = ..., cms_chg_rem_time: _Optional[int] = ..., bms_chg_dsg_state: _Optional[int] = ..., cms_chg_dsg_state: _Optional[int] = ..., pow_get_pv: _Optional[float] = ..., pow_get_ac_out: _Optional[float] = ...) -> None: ...
 
 class RuntimePropertyUpload(_message.Message):
-    __slots__ = ("plug_in_info_ac_in_vol", "plug_in_info_ac_in_amp", "bms_batt_vol", "bms_batt_amp")
+    __slots__ = ("plug_in_info_ac_out_vol", "plug_in_info_ac_in_vol", "pd_firm_ver", "plug_in_info_ac_in_amp", "bms_batt_vol", "bms_batt_amp")
+    PLUG_IN_INFO_AC_OUT_VOL_FIELD_NUMBER: _ClassVar[int]
     PLUG_IN_INFO_AC_IN_VOL_FIELD_NUMBER: _ClassVar[int]
+    PD_FIRM_VER_FIELD_NUMBER: _ClassVar[int]
     PLUG_IN_INFO_AC_IN_AMP_FIELD_NUMBER: _ClassVar[int]
     BMS_BATT_VOL_FIELD_NUMBER: _ClassVar[int]
     BMS_BATT_AMP_FIELD_NUMBER: _ClassVar[int]
+    plug_in_info_ac_out_vol: float
     plug_in_info_ac_in_vol: float
+    pd_firm_ver: int
     plug_in_info_ac_in_amp: float
     bms_batt_vol: float
     bms_batt_amp: float
-    def __init__(self, plug_in_info_ac_in_vol: _Optional[float] = ..., plug_in_info_ac_in_amp: _Optional[float] = ..., bms_batt_vol: _Optional[float] = ..., bms_batt_amp: _Optional[float] = ...) -> None: ...
+    def __init__(self, plug_in_info_ac_out_vol: _Optional[float] = ..., plug_in_info_ac_in_vol: _Optional[float] = ..., pd_firm_ver: _Optional[int] = ..., plug_in_info_ac_in_amp: _Optional[float] = ..., bms_batt_vol: _Optional[float] = ..., bms_batt_amp: _Optional[float] = ...) -> None: ...
 
 class CmsHeartbeatV1p0(_message.Message):
     __slots__ = ("chg_state", "lcd_show_soc", "chg_remain_time", "dsg_remain_time", "f32_lcd_show_soc", "bms_is_connt", "min_dsg_soc")
@@ -93,7 +97,7 @@ class CmsHeartbeatReport(_message.Message):
     def __init__(self, v1p0: _Optional[_Union[CmsHeartbeatV1p0, _Mapping]] = ..., v1p3: _Optional[_Union[CmsHeartbeatV1p3, _Mapping]] = ...) -> None: ...
 
 class BmsHeartbeatReport(_message.Message):
-    __slots__ = ("num", "soc", "vol", "amp", "f32_show_soc", "input_watts", "output_watts", "remain_time", "bms_sn")
+    __slots__ = ("num", "soc", "vol", "amp", "f32_show_soc", "input_watts", "output_watts", "remain_time", "bms_sn", "accu_chg_energy", "accu_dsg_energy")
     NUM_FIELD_NUMBER: _ClassVar[int]
     SOC_FIELD_NUMBER: _ClassVar[int]
     VOL_FIELD_NUMBER: _ClassVar[int]
@@ -103,6 +107,8 @@ class BmsHeartbeatReport(_message.Message):
     OUTPUT_WATTS_FIELD_NUMBER: _ClassVar[int]
     REMAIN_TIME_FIELD_NUMBER: _ClassVar[int]
     BMS_SN_FIELD_NUMBER: _ClassVar[int]
+    ACCU_CHG_ENERGY_FIELD_NUMBER: _ClassVar[int]
+    ACCU_DSG_ENERGY_FIELD_NUMBER: _ClassVar[int]
     num: int
     soc: int
     vol: int
@@ -112,4 +118,6 @@ class BmsHeartbeatReport(_message.Message):
     output_watts: int
     remain_time: int
     bms_sn: str
-    def __init__(self, num: _Optional[int] = ..., soc: _Optional[int] = ..., vol: _Optional[int] = ..., amp: _Optional[int] = ..., f32_show_soc: _Optional[float] = ..., input_watts: _Optional[int] = ..., output_watts: _Optional[int] = ..., remain_time: _Optional[int] = ..., bms_sn: _Optional[str] = ...) -> None: ...
+    accu_chg_energy: int
+    accu_dsg_energy: int
+    def __init__(self, num: _Optional[int] = ..., soc: _Optional[int] = ..., vol: _Optional[int] = ..., amp: _Optional[int] = ..., f32_show_soc: _Optional[float] = ..., input_watts: _Optional[int] = ..., output_watts: _Optional[int] = ..., remain_time: _Optional[int] = ..., bms_sn: _Optional[str] = ..., accu_chg_energy: _Optional[int] = ..., accu_dsg_energy: _Optional[int] = ...) -> None: ...

@@ -24,7 +24,7 @@ _sym_db = _symbol_database.Default()
 
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11powerstream.proto\x12\x19\x65\x63oflow_power.powerstream\"\xff\x01\n\x11InverterHeartbeat\x12\x1c\n\x0fpv1_input_watts\x18\x13 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0fpv2_input_watts\x18\x18 \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x0f\x62\x61t_input_watts\x18\x1d \x01(\x05H\x02\x88\x01\x01\x12\x14\n\x07\x62\x61t_soc\x18\x1f \x01(\x05H\x03\x88\x01\x01\x12\x1d\n\x10inv_output_watts\x18& \x01(\x05H\x04\x88\x01\x01\x42\x12\n\x10_pv1_input_wattsB\x12\n\x10_pv2_input_wattsB\x12\n\x10_bat_input_wattsB\n\n\x08_bat_socB\x13\n\x11_inv_output_wattsb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x11powerstream.proto\x12\x19\x65\x63oflow_power.powerstream\"\xb1\x03\n\x11InverterHeartbeat\x12\x1c\n\x0fpv1_input_watts\x18\x13 \x01(\x05H\x00\x88\x01\x01\x12\x1c\n\x0fpv2_input_watts\x18\x18 \x01(\x05H\x01\x88\x01\x01\x12\x1c\n\x0f\x62\x61t_input_watts\x18\x1d \x01(\x05H\x02\x88\x01\x01\x12\x14\n\x07\x62\x61t_soc\x18\x1f \x01(\x05H\x03\x88\x01\x01\x12\x18\n\x0binv_op_volt\x18$ \x01(\x05H\x04\x88\x01\x01\x12\x1d\n\x10inv_output_watts\x18& \x01(\x05H\x05\x88\x01\x01\x12\x15\n\x08inv_freq\x18( \x01(\x05H\x06\x88\x01\x01\x12\x1c\n\x0f\x63hg_remain_time\x18; \x01(\rH\x07\x88\x01\x01\x12\x1c\n\x0f\x64sg_remain_time\x18< \x01(\rH\x08\x88\x01\x01\x42\x12\n\x10_pv1_input_wattsB\x12\n\x10_pv2_input_wattsB\x12\n\x10_bat_input_wattsB\n\n\x08_bat_socB\x0e\n\x0c_inv_op_voltB\x13\n\x11_inv_output_wattsB\x0b\n\t_inv_freqB\x12\n\x10_chg_remain_timeB\x12\n\x10_dsg_remain_timeb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -32,5 +32,5 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'powerstream_pb2', _globals)
 if not _descriptor._USE_C_DESCRIPTORS:
   DESCRIPTOR._loaded_options = None
   _globals['_INVERTERHEARTBEAT']._serialized_start=49
-  _globals['_INVERTERHEARTBEAT']._serialized_end=304
+  _globals['_INVERTERHEARTBEAT']._serialized_end=482
 # @@protoc_insertion_point(module_scope)
