@@ -1,1 +1,63 @@
-"""EcoFlow Power Management integration (placeholder; being built)."""
+"""EcoFlow Power Management: EcoFlow power stations as a UPS for Home Assistant."""
+
+from __future__ import annotations
+
+from homeassistant.const import Platform
+from homeassistant.core import HomeAssistant
+from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
+from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.typing import ConfigType
+
+from .config_flow import client_from_data
+from .const import DOMAIN
+from .coordinator import EcoflowConfigEntry, EcoflowRuntimeData, EcoflowTelemetryCoordinator
+from .device_selection import devices_to_manage
+from .ecoflow.errors import EcoflowAuthError, EcoflowError
+
+CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
+
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
+
+
+async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
+    """Register the integration's services (they exist even with no entry loaded)."""
+    return True
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
+    """Sign in, start the cloud session and the entities."""
+    client = client_from_data(hass, entry.data)
+    try:
+        account = await client.devices()
+    except EcoflowAuthError as err:
+        raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="auth_failed") from err
+    except EcoflowError as err:
+        raise ConfigEntryNotReady(
+            translation_domain=DOMAIN,
+            translation_key="cannot_connect",
+            translation_placeholders={"error": str(err)},
+        ) from err
+
+    telemetry = EcoflowTelemetryCoordinator(hass, entry, client, devices_to_manage(entry, account))
+    await telemetry.async_apply_account_devices(account)
+    entry.runtime_data = EcoflowRuntimeData(client=client, telemetry=telemetry)
+    await telemetry.async_start()
+    entry.async_on_unload(telemetry.async_stop)
+    await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
+    return True
+
+
+async def async_unload_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
+    """Stop the entities; the session stops through async_on_unload."""
+    return await hass.config_entries.async_unload_platforms(entry, PLATFORMS)
+
+
+async def async_remove_config_entry_device(
+    hass: HomeAssistant, entry: EcoflowConfigEntry, device: dr.DeviceEntry
+) -> bool:
+    """Allow deleting a power station that this entry no longer manages."""
+    telemetry = entry.runtime_data.telemetry
+    return not any(
+        identifier[0] == DOMAIN and identifier[1] in telemetry.devices
+        for identifier in device.identifiers
+    )

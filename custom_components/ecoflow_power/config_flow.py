@@ -1,0 +1,352 @@
+"""Config flow: EcoFlow developer keys, device choice, reauth, reconfigure, options."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+import hashlib
+import logging
+from typing import Any
+
+import voluptuous as vol
+
+from homeassistant.config_entries import (
+    SOURCE_REAUTH,
+    SOURCE_RECONFIGURE,
+    ConfigFlow,
+    ConfigFlowResult,
+    OptionsFlowWithReload,
+)
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.data_entry_flow import section
+from homeassistant.helpers.aiohttp_client import async_get_clientsession
+from homeassistant.helpers.selector import (
+    NumberSelector,
+    NumberSelectorConfig,
+    NumberSelectorMode,
+    SelectOptionDict,
+    SelectSelector,
+    SelectSelectorConfig,
+    SelectSelectorMode,
+    TextSelector,
+    TextSelectorConfig,
+    TextSelectorType,
+)
+
+from .const import (
+    CONF_ACCESS_KEY,
+    CONF_ADD_NEW_DEVICES,
+    CONF_ADVANCED,
+    CONF_BASE_URL,
+    CONF_DEVICES,
+    CONF_EXCLUDED_DEVICES,
+    CONF_GRID_CONFIRM,
+    CONF_REGION,
+    CONF_SECRET_KEY,
+    CONF_STALE_AFTER,
+    DEFAULT_GRID_CONFIRM,
+    DEFAULT_STALE_AFTER,
+    DOMAIN,
+)
+from .coordinator import EcoflowConfigEntry
+from .device_selection import devices_to_manage, selection_options
+from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
+from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
+
+_LOGGER = logging.getLogger(__name__)
+
+REGION_TITLES = {Region.EU: "Europe", Region.US: "Americas", Region.GLOBAL: "global"}
+SECRET_TEXT = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
+
+
+def client_from_data(hass: HomeAssistant, data: Mapping[str, Any]) -> EcoflowApiClient:
+    """An API client for entry data (keys, region, optional base URL)."""
+    return EcoflowApiClient(
+        async_get_clientsession(hass),
+        data[CONF_ACCESS_KEY],
+        data[CONF_SECRET_KEY],
+        region=Region(data.get(CONF_REGION, Region.EU.value)),
+        base_url=data.get(CONF_BASE_URL) or None,
+    )
+
+
+def account_unique_id(access_key: str) -> str:
+    """Identify the account by a digest of the access key, never the key itself."""
+    return hashlib.sha256(access_key.strip().encode()).hexdigest()[:20]
+
+
+class CannotValidate(Exception):  # noqa: N818 - it carries a form error key
+    """Validation failed; `error` is the form's translated error key."""
+
+    def __init__(self, error: str, placeholders: dict[str, str] | None = None) -> None:
+        super().__init__(error)
+        self.error = error
+        self.placeholders = placeholders or {}
+
+
+def _keys_schema(defaults: Mapping[str, Any], *, with_region: bool) -> vol.Schema:
+    fields: dict[Any, Any] = {
+        vol.Required(CONF_ACCESS_KEY, default=defaults.get(CONF_ACCESS_KEY, "")): str,
+        vol.Required(CONF_SECRET_KEY): SECRET_TEXT,
+    }
+    if with_region:
+        fields[vol.Required(CONF_REGION, default=defaults.get(CONF_REGION, Region.EU.value))] = (
+            SelectSelector(
+                SelectSelectorConfig(
+                    options=[region.value for region in Region],
+                    translation_key=CONF_REGION,
+                    mode=SelectSelectorMode.DROPDOWN,
+                )
+            )
+        )
+        fields[vol.Required(CONF_ADVANCED)] = section(
+            vol.Schema(
+                {
+                    vol.Optional(
+                        CONF_BASE_URL,
+                        description={"suggested_value": defaults.get(CONF_BASE_URL)},
+                    ): TextSelector(TextSelectorConfig(type=TextSelectorType.URL)),
+                }
+            ),
+            {"collapsed": not defaults.get(CONF_BASE_URL)},
+        )
+    return vol.Schema(fields)
+
+
+class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
+    """Sign in with developer keys, then choose devices."""
+
+    VERSION = 1
+
+    def __init__(self) -> None:
+        self._data: dict[str, Any] = {}
+        self._account: list[DeviceInfo] = []
+
+    @staticmethod
+    @callback
+    def async_get_options_flow(config_entry: EcoflowConfigEntry) -> EcoflowOptionsFlow:
+        return EcoflowOptionsFlow()
+
+    async def _validate(self, data: Mapping[str, Any]) -> list[DeviceInfo]:
+        """Sign in and list devices; raise CannotValidate with the error to show."""
+        base_url = data.get(CONF_BASE_URL) or None
+        region = Region(data.get(CONF_REGION, Region.EU.value))
+        client = client_from_data(self.hass, data)
+        try:
+            await client.certification()
+            devices = await client.devices()
+        except EcoflowAuthError as err:
+            if base_url is None and (other := await self._region_accepting(data, region)):
+                # A wrong region answers exactly like wrong keys: say which works.
+                raise CannotValidate("wrong_region", {"region": REGION_TITLES[other]}) from err
+            raise CannotValidate("invalid_auth") from err
+        except EcoflowConnectionError as err:
+            raise CannotValidate("cannot_connect") from err
+        except EcoflowError as err:
+            _LOGGER.debug("EcoFlow refused the sign-in: %s", err)
+            raise CannotValidate("service_error", {"error": str(err)}) from err
+        if not devices:
+            raise CannotValidate("no_devices")
+        return devices
+
+    async def _region_accepting(self, data: Mapping[str, Any], tried: Region) -> Region | None:
+        session = async_get_clientsession(self.hass)
+        for region in Region:
+            if region is tried:
+                continue
+            client = EcoflowApiClient(
+                session, data[CONF_ACCESS_KEY], data[CONF_SECRET_KEY], region=region
+            )
+            try:
+                await client.certification()
+            except EcoflowError:
+                continue
+            return region
+        return None
+
+    async def async_step_user(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Developer keys and region."""
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {}
+        if user_input is not None:
+            data = _flatten_input(user_input)
+            await self.async_set_unique_id(account_unique_id(data[CONF_ACCESS_KEY]))
+            self._abort_if_unique_id_configured()
+            try:
+                self._account = await self._validate(data)
+            except CannotValidate as err:
+                errors["base"] = err.error
+                placeholders = err.placeholders
+            else:
+                self._data = data
+                return await self.async_step_devices()
+        return self.async_show_form(
+            step_id="user",
+            data_schema=self.add_suggested_values_to_schema(
+                _keys_schema({}, with_region=True), _unflatten_keys(user_input)
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+    async def async_step_devices(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Choose which of the account's devices to manage (all by default)."""
+        errors: dict[str, str] = {}
+        if user_input is not None:
+            if not user_input[CONF_DEVICES]:
+                errors["base"] = "no_devices_selected"
+            else:
+                options = {
+                    **selection_options(user_input[CONF_DEVICES], self._account),
+                    CONF_ADD_NEW_DEVICES: user_input[CONF_ADD_NEW_DEVICES],
+                    CONF_STALE_AFTER: DEFAULT_STALE_AFTER,
+                    CONF_GRID_CONFIRM: DEFAULT_GRID_CONFIRM,
+                }
+                region = Region(self._data[CONF_REGION])
+                title = f"EcoFlow Cloud ({REGION_TITLES[region]})"
+                if self._data.get(CONF_BASE_URL):
+                    title = f"EcoFlow ({self._data[CONF_BASE_URL]})"
+                return self.async_create_entry(title=title, data=self._data, options=options)
+        return self.async_show_form(
+            step_id="devices",
+            data_schema=_devices_schema(self._account, [d.sn for d in self._account], True),
+            errors=errors,
+        )
+
+    async def async_step_reauth(self, entry_data: Mapping[str, Any]) -> ConfigFlowResult:
+        """The cloud refused the stored keys."""
+        return await self.async_step_reauth_confirm()
+
+    async def async_step_reauth_confirm(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Ask for new keys (the account's keys may have been regenerated)."""
+        return await self._async_update_keys(user_input, step_id="reauth_confirm")
+
+    async def async_step_reconfigure(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Change keys, region or API base URL."""
+        return await self._async_update_keys(user_input, step_id="reconfigure")
+
+    async def _async_update_keys(
+        self, user_input: dict[str, Any] | None, *, step_id: str
+    ) -> ConfigFlowResult:
+        entry = (
+            self._get_reauth_entry() if self.source == SOURCE_REAUTH else self._get_reconfigure_entry()
+        )
+        with_region = self.source == SOURCE_RECONFIGURE
+        errors: dict[str, str] = {}
+        placeholders: dict[str, str] = {"title": entry.title}
+        if user_input is not None:
+            data = {**entry.data, **_flatten_input(user_input)}
+            if with_region and not _flatten_input(user_input).get(CONF_BASE_URL):
+                data.pop(CONF_BASE_URL, None)
+            unique_id = account_unique_id(data[CONF_ACCESS_KEY])
+            other = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, unique_id)
+            if other is not None and other.entry_id != entry.entry_id:
+                return self.async_abort(reason="already_configured")
+            try:
+                await self._validate(data)
+            except CannotValidate as err:
+                errors["base"] = err.error
+                placeholders |= err.placeholders
+            else:
+                return self.async_update_reload_and_abort(entry, unique_id=unique_id, data=data)
+        defaults = dict(entry.data) if user_input is None else _flatten_input(user_input)
+        return self.async_show_form(
+            step_id=step_id,
+            data_schema=self.add_suggested_values_to_schema(
+                _keys_schema(defaults, with_region=with_region), _unflatten_keys(user_input)
+            ),
+            errors=errors,
+            description_placeholders=placeholders,
+        )
+
+
+class EcoflowOptionsFlow(OptionsFlowWithReload):
+    """Devices and telemetry settings."""
+
+    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        errors: dict[str, str] = {}
+        entry: EcoflowConfigEntry = self.config_entry
+        try:
+            account = await client_from_data(self.hass, entry.data).devices()
+        except EcoflowError:
+            return self.async_abort(reason="cannot_connect")
+        if user_input is not None:
+            if not user_input[CONF_DEVICES]:
+                errors["base"] = "no_devices_selected"
+            else:
+                return self.async_create_entry(
+                    data={
+                        **entry.options,
+                        **selection_options(user_input[CONF_DEVICES], account),
+                        CONF_ADD_NEW_DEVICES: user_input[CONF_ADD_NEW_DEVICES],
+                        CONF_STALE_AFTER: int(user_input[CONF_STALE_AFTER]),
+                        CONF_GRID_CONFIRM: int(user_input[CONF_GRID_CONFIRM]),
+                    }
+                )
+        managed = [device.sn for device in devices_to_manage(entry, account)]
+        schema = _devices_schema(
+            account, managed, entry.options.get(CONF_ADD_NEW_DEVICES, True)
+        ).extend(
+            {
+                vol.Required(
+                    CONF_STALE_AFTER,
+                    default=entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER),
+                ): _seconds(30, 3600),
+                vol.Required(
+                    CONF_GRID_CONFIRM,
+                    default=entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM),
+                ): _seconds(0, 300),
+            }
+        )
+        return self.async_show_form(step_id="init", data_schema=schema, errors=errors)
+
+
+def _seconds(minimum: int, maximum: int) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum, max=maximum, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
+        )
+    )
+
+
+def _devices_schema(
+    account: list[DeviceInfo], selected: list[str], add_new: bool
+) -> vol.Schema:
+    options = [
+        SelectOptionDict(
+            value=device.sn, label=f"{device.device_name or device.product_name} ({device.sn})"
+        )
+        for device in account
+    ]
+    return vol.Schema(
+        {
+            vol.Required(CONF_DEVICES, default=selected): SelectSelector(
+                SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
+            ),
+            vol.Required(CONF_ADD_NEW_DEVICES, default=add_new): bool,
+        }
+    )
+
+
+def _flatten_input(user_input: Mapping[str, Any]) -> dict[str, Any]:
+    """Form input to entry data: stripped keys, the advanced section folded in."""
+    data = {key: value for key, value in user_input.items() if key != CONF_ADVANCED}
+    for key in (CONF_ACCESS_KEY, CONF_SECRET_KEY):
+        if key in data:
+            data[key] = data[key].strip()
+    base_url = (user_input.get(CONF_ADVANCED) or {}).get(CONF_BASE_URL)
+    if base_url:
+        data[CONF_BASE_URL] = base_url.strip().rstrip("/")
+    return data
+
+
+def _unflatten_keys(user_input: Mapping[str, Any] | None) -> dict[str, Any]:
+    """What to show again after an error: never the secret key."""
+    if not user_input:
+        return {}
+    return {key: value for key, value in user_input.items() if key != CONF_SECRET_KEY}

@@ -1,0 +1,34 @@
+"""Constants of the EcoFlow Power Management integration."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from typing import Final
+
+DOMAIN: Final = "ecoflow_power"
+MANUFACTURER: Final = "EcoFlow"
+
+CONF_ACCESS_KEY: Final = "access_key"
+CONF_SECRET_KEY: Final = "secret_key"
+CONF_REGION: Final = "region"
+CONF_BASE_URL: Final = "base_url"
+CONF_ADVANCED: Final = "advanced"
+CONF_DEVICES: Final = "devices"
+CONF_ADD_NEW_DEVICES: Final = "add_new_devices"
+CONF_EXCLUDED_DEVICES: Final = "excluded_devices"
+CONF_STALE_AFTER: Final = "stale_after_sec"
+CONF_GRID_CONFIRM: Final = "grid_confirm_sec"
+
+DEFAULT_STALE_AFTER: Final = 120
+DEFAULT_GRID_CONFIRM: Final = 10
+
+# How often entity availability is re-evaluated: a silent device must turn
+# unavailable without a message arriving to trigger it.
+STALE_CHECK_INTERVAL: Final = timedelta(seconds=10)
+# New or removed devices on the account are picked up at this pace.
+DEVICE_LIST_INTERVAL: Final = timedelta(minutes=15)
+# The cloud counts as unreachable for a repair after this long disconnected.
+CLOUD_UNREACHABLE_REPAIR_AFTER: Final = timedelta(minutes=30)
+
+ISSUE_UNDECODABLE_DEVICE: Final = "undecodable_device"
+ISSUE_CLOUD_UNREACHABLE: Final = "cloud_unreachable"

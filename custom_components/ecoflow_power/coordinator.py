@@ -1,0 +1,283 @@
+"""Push coordinator: EcoFlow cloud telemetry in, one PowerState per device out."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+import hashlib
+import logging
+from typing import TYPE_CHECKING, Any
+
+from homeassistant.config_entries import ConfigEntry
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers.event import async_track_time_interval
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .const import (
+    CLOUD_UNREACHABLE_REPAIR_AFTER,
+    CONF_GRID_CONFIRM,
+    CONF_STALE_AFTER,
+    DEFAULT_GRID_CONFIRM,
+    DEFAULT_STALE_AFTER,
+    DEVICE_LIST_INTERVAL,
+    DOMAIN,
+    ISSUE_CLOUD_UNREACHABLE,
+    ISSUE_UNDECODABLE_DEVICE,
+    STALE_CHECK_INTERVAL,
+)
+from .ecoflow.api import DeviceInfo, EcoflowApiClient
+from .ecoflow.errors import EcoflowAuthError, EcoflowError
+from .ecoflow.models import ModelInfo, identify_model
+from .ecoflow.mqtt_session import CloudMqttSession, RawMessage
+from .ecoflow.state import PowerState
+from .ecoflow.tracker import DeviceTracker
+
+if TYPE_CHECKING:
+    from .policy_coordinator import PolicyCoordinator
+
+_LOGGER = logging.getLogger(__name__)
+
+# A device that sent this many messages without one decoding is reported as a
+# repair: fewer could be a start-up hiccup.
+UNDECODABLE_AFTER_MESSAGES = 20
+
+
+@dataclass(kw_only=True)
+class EcoflowRuntimeData:
+    """What one config entry holds while it is loaded."""
+
+    client: EcoflowApiClient
+    telemetry: EcoflowTelemetryCoordinator
+    policy: PolicyCoordinator | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]
+
+
+def now_ts() -> float:
+    """Wall-clock seconds, read through HA's clock so tests can freeze it."""
+    return dt_util.utcnow().timestamp()
+
+
+def mqtt_client_id(entry_unique_id: str) -> str:
+    """One stable client id per account: the broker caps distinct ids per day."""
+    digest = hashlib.sha256(entry_unique_id.encode()).hexdigest()[:16]
+    return f"HomeAssistant-ecoflow_power-{digest}"
+
+
+class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
+    """Owns the cloud MQTT session and one DeviceTracker per selected device.
+
+    There is no polling interval: the session pushes messages in and the
+    coordinator tells entities only when a device's normalized state changed.
+    """
+
+    config_entry: EcoflowConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: EcoflowConfigEntry,
+        client: EcoflowApiClient,
+        devices: list[DeviceInfo],
+    ) -> None:
+        super().__init__(
+            hass,
+            _LOGGER,
+            config_entry=entry,
+            name=f"{DOMAIN} telemetry",
+            update_interval=None,
+            always_update=False,
+        )
+        self.client = client
+        self.stale_after_sec = float(entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER))
+        grid_confirm = float(entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM))
+        self.devices: dict[str, DeviceInfo] = {device.sn: device for device in devices}
+        self.models: dict[str, ModelInfo] = {
+            device.sn: identify_model(device.sn, device.product_name) for device in devices
+        }
+        self.trackers: dict[str, DeviceTracker] = {
+            sn: DeviceTracker(sn, model, grid_confirm_sec=grid_confirm)
+            for sn, model in self.models.items()
+        }
+        self.account_serials: set[str] = set(self.devices)
+        self.session = CloudMqttSession(
+            client,
+            client_id=mqtt_client_id(entry.unique_id or entry.entry_id),
+            devices=list(self.devices),
+            on_message=self._handle_message,
+            on_connection_change=self._handle_connection_change,
+        )
+        self.cloud_connected = False
+        self._disconnected_since: float | None = now_ts()
+        self._unsubscribers: list[CALLBACK_TYPE] = []
+        self._telemetry_listeners: list[Callable[[str, PowerState], None]] = []
+
+    async def _async_update_data(self) -> dict[str, PowerState]:
+        return self._snapshots()
+
+    def _snapshots(self) -> dict[str, PowerState]:
+        now = now_ts()
+        return {
+            sn: tracker.snapshot(now, self.stale_after_sec) for sn, tracker in self.trackers.items()
+        }
+
+    async def async_start(self) -> None:
+        """Start the cloud session and the timers that watch freshness."""
+        self.data = self._snapshots()
+        await self.session.start()
+        self._unsubscribers.append(
+            async_track_time_interval(
+                self.hass, self._async_check_freshness, STALE_CHECK_INTERVAL, name="ecoflow stale"
+            )
+        )
+        self._unsubscribers.append(
+            async_track_time_interval(
+                self.hass,
+                self._async_refresh_device_list,
+                DEVICE_LIST_INTERVAL,
+                name="ecoflow devices",
+            )
+        )
+
+    async def async_stop(self) -> None:
+        """Stop the session and timers; nothing is left running afterwards."""
+        while self._unsubscribers:
+            self._unsubscribers.pop()()
+        await self.session.stop()
+
+    def is_fresh(self, sn: str) -> bool:
+        """Whether the device's newest telemetry is younger than the stale timeout."""
+        state = self.data.get(sn) if self.data else None
+        if state is None or state.updated_at is None:
+            return False
+        return now_ts() - state.updated_at <= self.stale_after_sec
+
+    @callback
+    def async_add_telemetry_listener(
+        self, listener: Callable[[str, PowerState], None]
+    ) -> CALLBACK_TYPE:
+        """Call `listener(sn, state)` after every message that changed a device's state."""
+        self._telemetry_listeners.append(listener)
+
+        @callback
+        def remove() -> None:
+            self._telemetry_listeners.remove(listener)
+
+        return remove
+
+    @callback
+    def _handle_message(self, message: RawMessage) -> None:
+        tracker = self.trackers.get(message.sn)
+        if tracker is None:
+            return
+        changed = tracker.ingest(message.payload, message.source, message.received_at)
+        self._update_undecodable_issue(message.sn, tracker)
+        if not changed:
+            return
+        self.async_set_updated_data(self._snapshots())
+        state = self.data[message.sn]
+        for listener in list(self._telemetry_listeners):
+            listener(message.sn, state)
+
+    @callback
+    def _handle_connection_change(self, connected: bool) -> None:
+        self.cloud_connected = connected
+        if connected:
+            self._disconnected_since = None
+            ir.async_delete_issue(self.hass, DOMAIN, self._cloud_issue_id)
+        elif self._disconnected_since is None:
+            self._disconnected_since = now_ts()
+        self.async_update_listeners()
+
+    @property
+    def _cloud_issue_id(self) -> str:
+        return f"{ISSUE_CLOUD_UNREACHABLE}_{self.config_entry.entry_id}"
+
+    async def _async_check_freshness(self, _now: datetime | None = None) -> None:
+        snapshots = self._snapshots()
+        if snapshots != self.data:
+            self.async_set_updated_data(snapshots)
+        else:
+            # Availability depends on the clock, not only on data: re-evaluate.
+            self.async_update_listeners()
+        self._update_cloud_issue()
+
+    def _update_cloud_issue(self) -> None:
+        since = self._disconnected_since
+        if since is None or self.cloud_connected:
+            return
+        if now_ts() - since >= CLOUD_UNREACHABLE_REPAIR_AFTER.total_seconds():
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                self._cloud_issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.ERROR,
+                translation_key=ISSUE_CLOUD_UNREACHABLE,
+                translation_placeholders={
+                    "minutes": str(int((now_ts() - since) // 60)),
+                    "title": self.config_entry.title,
+                },
+            )
+
+    def _update_undecodable_issue(self, sn: str, tracker: DeviceTracker) -> None:
+        stats = tracker.stats
+        issue_id = f"{ISSUE_UNDECODABLE_DEVICE}_{sn}"
+        if stats.decoded:
+            if stats.decoded == 1:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+            return
+        if stats.messages == UNDECODABLE_AFTER_MESSAGES:
+            seen = ", ".join(sorted(stats.unknown_types)) or "none"
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_UNDECODABLE_DEVICE,
+                translation_placeholders={
+                    "model": self.models[sn].name,
+                    "messages": str(stats.messages),
+                    "unknown_types": seen,
+                    "last_error": stats.last_error or "none",
+                },
+            )
+
+    async def _async_refresh_device_list(self, _now: datetime | None = None) -> None:
+        """Pick up devices added to or removed from the account."""
+        try:
+            account = await self.client.devices()
+        except EcoflowAuthError:
+            self.config_entry.async_start_reauth(self.hass)
+            return
+        except EcoflowError as err:
+            _LOGGER.debug("Device list refresh failed: %s", err)
+            return
+        await self.async_apply_account_devices(account)
+
+    async def async_apply_account_devices(self, account: list[DeviceInfo]) -> None:
+        """Reload when the account gained a device the user wants, or lost one."""
+        # Imported here: the helper lives beside the config flow, which imports us.
+        from .device_selection import devices_to_manage  # noqa: PLC0415
+
+        self.account_serials = {device.sn for device in account}
+        wanted = {device.sn for device in devices_to_manage(self.config_entry, account)}
+        if wanted != set(self.devices):
+            _LOGGER.info("EcoFlow account devices changed; reloading %s", self.config_entry.title)
+            self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+
+    def seconds_since_update(self, sn: str) -> float | None:
+        state = self.data.get(sn) if self.data else None
+        if state is None or state.updated_at is None:
+            return None
+        return now_ts() - state.updated_at
+
+    @property
+    def stale_after(self) -> timedelta:
+        return timedelta(seconds=self.stale_after_sec)

@@ -1,0 +1,59 @@
+"""Base entities for EcoFlow power stations."""
+
+from __future__ import annotations
+
+from homeassistant.helpers.device_registry import DeviceInfo
+from homeassistant.helpers.entity import EntityDescription
+from homeassistant.helpers.update_coordinator import CoordinatorEntity
+
+from .const import DOMAIN, MANUFACTURER
+from .coordinator import EcoflowTelemetryCoordinator
+from .ecoflow.state import PowerState
+
+
+def station_device_info(coordinator: EcoflowTelemetryCoordinator, sn: str) -> DeviceInfo:
+    """The HA device of one power station."""
+    account_device = coordinator.devices[sn]
+    model = coordinator.models[sn]
+    state = coordinator.data.get(sn) if coordinator.data else None
+    return DeviceInfo(
+        identifiers={(DOMAIN, sn)},
+        manufacturer=MANUFACTURER,
+        model=model.name,
+        name=account_device.device_name or model.name,
+        serial_number=sn,
+        sw_version=state.firmware if state else None,
+    )
+
+
+class EcoflowStationEntity(CoordinatorEntity[EcoflowTelemetryCoordinator]):
+    """An entity of one power station, fed by the telemetry coordinator."""
+
+    _attr_has_entity_name = True
+    # Measurements go unavailable when telemetry is stale; entities that say
+    # what is known (grid, connectivity, last seen) set this to False.
+    _requires_fresh_telemetry = True
+
+    def __init__(
+        self,
+        coordinator: EcoflowTelemetryCoordinator,
+        sn: str,
+        description: EntityDescription,
+        *,
+        unique_suffix: str | None = None,
+    ) -> None:
+        super().__init__(coordinator)
+        self.entity_description = description
+        self.sn = sn
+        self._attr_unique_id = f"{sn}_{unique_suffix or description.key}"
+        self._attr_device_info = station_device_info(coordinator, sn)
+
+    @property
+    def power_state(self) -> PowerState:
+        return self.coordinator.data[self.sn]
+
+    @property
+    def available(self) -> bool:
+        if not super().available or self.sn not in (self.coordinator.data or {}):
+            return False
+        return not self._requires_fresh_telemetry or self.coordinator.is_fresh(self.sn)
