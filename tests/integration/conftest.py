@@ -1,0 +1,112 @@
+"""Fixtures for the Home Assistant side of the integration."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Generator
+from typing import Any
+from unittest.mock import AsyncMock, patch
+
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ecoflow_power.config_flow import account_unique_id
+from custom_components.ecoflow_power.const import (
+    CONF_ACCESS_KEY,
+    CONF_ADD_NEW_DEVICES,
+    CONF_DEVICES,
+    CONF_EXCLUDED_DEVICES,
+    CONF_GRID_CONFIRM,
+    CONF_REGION,
+    CONF_SECRET_KEY,
+    CONF_STALE_AFTER,
+    DOMAIN,
+)
+from custom_components.ecoflow_power.ecoflow.api import DeviceInfo, MqttCredentials
+from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
+
+ACCESS_KEY = "AKtestaccesskey0001"
+SECRET_KEY = "SKtestsecretkey0001-do-not-log"
+RIVER3_SN = "R651ZAB5XXXX0001"
+DELTA2_SN = "R331ZEB4ZEA00001"
+
+ACCOUNT = [
+    DeviceInfo(sn=RIVER3_SN, product_name="RIVER 3", device_name="Study UPS", online=True),
+    DeviceInfo(sn=DELTA2_SN, product_name="DELTA 2", device_name="Rack", online=True),
+]
+
+
+@pytest.fixture(autouse=True)
+def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
+    """Let HA load our integration in every test of this folder."""
+
+
+@pytest.fixture
+def mock_client() -> Generator[AsyncMock]:
+    """The EcoFlow API client, at the boundary every HA module creates it through."""
+    client = AsyncMock()
+    client.certification.return_value = MqttCredentials(
+        host="127.0.0.1", port=1883, protocol="mqtt", username="open-test", password="pw"
+    )
+    client.devices.return_value = list(ACCOUNT)
+    with patch(
+        "custom_components.ecoflow_power.config_flow.EcoflowApiClient", return_value=client
+    ) as factory:
+        client.factory = factory
+        yield client
+
+
+class FakeSession:
+    """Stands in for the cloud MQTT session in entity tests: the test feeds messages."""
+
+    instances: list[FakeSession] = []
+
+    def __init__(self, api: Any, *, on_message: Callable[[RawMessage], None], **kwargs: Any):
+        self.on_message = on_message
+        self.on_connection_change = kwargs.get("on_connection_change")
+        self.devices = list(kwargs.get("devices", []))
+        self.client_id = kwargs.get("client_id")
+        self.started = False
+        self.stopped = False
+        self.stats: dict[str, int] = {"messages": 0}
+        FakeSession.instances.append(self)
+
+    async def start(self) -> None:
+        self.started = True
+        if self.on_connection_change:
+            self.on_connection_change(True)
+
+    async def stop(self) -> None:
+        self.stopped = True
+
+    @property
+    def connected(self) -> bool:
+        return self.started and not self.stopped
+
+
+@pytest.fixture
+def fake_session() -> Generator[type[FakeSession]]:
+    FakeSession.instances = []
+    with patch("custom_components.ecoflow_power.coordinator.CloudMqttSession", FakeSession):
+        yield FakeSession
+
+
+def make_entry(**options: Any) -> MockConfigEntry:
+    return MockConfigEntry(
+        domain=DOMAIN,
+        title="EcoFlow Cloud (Europe)",
+        unique_id=account_unique_id(ACCESS_KEY),
+        data={CONF_ACCESS_KEY: ACCESS_KEY, CONF_SECRET_KEY: SECRET_KEY, CONF_REGION: "eu"},
+        options={
+            CONF_DEVICES: [RIVER3_SN, DELTA2_SN],
+            CONF_EXCLUDED_DEVICES: [],
+            CONF_ADD_NEW_DEVICES: True,
+            CONF_STALE_AFTER: 120,
+            CONF_GRID_CONFIRM: 10,
+        }
+        | options,
+    )
+
+
+@pytest.fixture
+def config_entry() -> MockConfigEntry:
+    return make_entry()
