@@ -20,7 +20,9 @@ Python 3.9+ and paho-mqtt (1.6 or 2.x) are the only requirements.
 from __future__ import annotations
 
 import argparse
+from collections.abc import Callable
 import configparser
+import contextlib
 import hashlib
 import hmac
 import json
@@ -35,7 +37,7 @@ import sys
 import tempfile
 import threading
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any
 
 try:
     import paho.mqtt.client as mqtt
@@ -59,19 +61,19 @@ LOG = logging.getLogger("ecoflow_agent")
 # --------------------------------------------------------------------------
 
 
-def canonical_json(obj: Dict[str, Any]) -> str:
+def canonical_json(obj: dict[str, Any]) -> str:
     """All fields except ``sig``, keys sorted, no whitespace, ASCII."""
     body = {k: v for k, v in obj.items() if k != "sig"}
     return json.dumps(body, sort_keys=True, separators=(",", ":"), ensure_ascii=True)
 
 
-def sign(obj: Dict[str, Any], secret: str) -> str:
+def sign(obj: dict[str, Any], secret: str) -> str:
     return hmac.new(
         secret.encode("utf-8"), canonical_json(obj).encode("ascii"), hashlib.sha256
     ).hexdigest()
 
 
-def verify(obj: Dict[str, Any], secret: str) -> bool:
+def verify(obj: dict[str, Any], secret: str) -> bool:
     sig = obj.get("sig")
     if not isinstance(sig, str):
         return False
@@ -100,6 +102,7 @@ class Command:
 
     def __init__(
         self,
+        *,
         cid: str,
         action: str,
         delay_sec: int,
@@ -123,14 +126,14 @@ class Command:
         return self.issued_at + self.delay_sec
 
 
-def parse_payload(payload: bytes) -> Tuple[Optional[Dict[str, Any]], str]:
+def parse_payload(payload: bytes) -> tuple[dict[str, Any] | None, str]:
     """Return (object, id-for-ack). Raises Rejection for non-JSON/non-object."""
     if len(payload) > MAX_PAYLOAD:
         raise Rejection("rejected", "malformed: payload too large")
     try:
         obj = json.loads(payload.decode("utf-8"))
     except (UnicodeDecodeError, ValueError) as err:
-        raise Rejection("rejected", "malformed: not JSON ({})".format(type(err).__name__)) from None
+        raise Rejection("rejected", f"malformed: not JSON ({type(err).__name__})") from None
     if not isinstance(obj, dict):
         raise Rejection("rejected", "malformed: not a JSON object")
     cid = obj.get("id")
@@ -138,7 +141,7 @@ def parse_payload(payload: bytes) -> Tuple[Optional[Dict[str, Any]], str]:
     return obj, ack_id
 
 
-def check_command(obj: Dict[str, Any], secret: str, skew: int, now: float) -> Command:
+def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Command:
     """Shape, version, signature and age checks (the id check needs the store)."""
     legacy = "v" not in obj and "sig" not in obj and "issued_at" not in obj
     # -- shape
@@ -150,10 +153,10 @@ def check_command(obj: Dict[str, Any], secret: str, skew: int, now: float) -> Co
         raise Rejection("rejected", "malformed: unknown action")
     for key in ("delay_sec", "ttl_sec", "issued_at"):
         if key in obj and not (_is_int(obj[key]) and obj[key] >= 0):
-            raise Rejection("rejected", "malformed: {} must be a non-negative integer".format(key))
+            raise Rejection("rejected", f"malformed: {key} must be a non-negative integer")
     for key in ("reason", "device"):
         if key in obj and not isinstance(obj[key], str):
-            raise Rejection("rejected", "malformed: {} must be a string".format(key))
+            raise Rejection("rejected", f"malformed: {key} must be a string")
     if "ttl_sec" not in obj:
         raise Rejection("rejected", "malformed: ttl_sec missing")
     if action == "shutdown" and "delay_sec" not in obj:
@@ -176,16 +179,16 @@ def check_command(obj: Dict[str, Any], secret: str, skew: int, now: float) -> Co
     if issued_at > now + skew:
         raise Rejection("rejected", "issued_at in the future")
     if now > issued_at + ttl + skew:
-        raise Rejection("expired", "expired: issued_at {} + ttl_sec {}".format(issued_at, ttl))
+        raise Rejection("expired", f"expired: issued_at {issued_at} + ttl_sec {ttl}")
     return Command(
-        cid,
-        str(action),
-        int(obj.get("delay_sec", 0)),
-        ttl,
-        issued_at,
-        str(obj.get("reason", "")),
-        str(obj.get("device", "")),
-        legacy,
+        cid=cid,
+        action=str(action),
+        delay_sec=int(obj.get("delay_sec", 0)),
+        ttl_sec=ttl,
+        issued_at=issued_at,
+        reason=str(obj.get("reason", "")),
+        device=str(obj.get("device", "")),
+        legacy=legacy,
     )
 
 
@@ -200,7 +203,7 @@ class SeenIds:
     def __init__(self, state_dir: str, retain_sec: int) -> None:
         self.path = os.path.join(state_dir, "seen_ids.json")
         self.retain_sec = retain_sec
-        self._ids: Dict[str, float] = {}
+        self._ids: dict[str, float] = {}
         self._lock = threading.Lock()
         os.makedirs(state_dir, mode=0o700, exist_ok=True)
         try:
@@ -237,10 +240,8 @@ class SeenIds:
             os.replace(tmp, self.path)
         except OSError as err:
             LOG.error("cannot write seen-id store %s: %s", self.path, err)
-            try:
+            with contextlib.suppress(OSError):
                 os.unlink(tmp)
-            except OSError:
-                pass
 
 
 # --------------------------------------------------------------------------
@@ -249,7 +250,7 @@ class SeenIds:
 
 
 class PreCommand:
-    def __init__(self, name: str, argv: List[str], timeout: float) -> None:
+    def __init__(self, name: str, argv: list[str], timeout: float) -> None:
         self.name = name
         self.argv = argv
         self.timeout = timeout
@@ -276,7 +277,7 @@ class Config:
         self.seen_retain_sec = 7 * 86400
         self.shutdown_command = ["systemctl", "poweroff"]
         self.shutdown_sec = 60
-        self.pre_shutdown: List[PreCommand] = []
+        self.pre_shutdown: list[PreCommand] = []
         self.log_level = "INFO"
 
 
@@ -308,11 +309,14 @@ _KEYS = {
 }
 
 
+_CONVERSION_ERRORS = (TypeError, ValueError)
+
+
 class ConfigError(Exception):
     pass
 
 
-def parse_argv(value: Any, what: str) -> List[str]:
+def parse_argv(value: Any, what: str) -> list[str]:
     """An argv from a JSON list or a shlex-split string (parsing only, no shell)."""
     if isinstance(value, list):
         argv = value
@@ -322,13 +326,13 @@ def parse_argv(value: Any, what: str) -> List[str]:
             try:
                 argv = json.loads(text)
             except ValueError as err:
-                raise ConfigError("{}: bad JSON list ({})".format(what, err)) from None
+                raise ConfigError(f"{what}: bad JSON list ({err})") from None
         else:
             argv = shlex.split(text)
     else:
-        raise ConfigError("{}: must be a list or a string".format(what))
+        raise ConfigError(f"{what}: must be a list or a string")
     if not argv or not all(isinstance(a, str) for a in argv):
-        raise ConfigError("{}: must be a non-empty list of strings".format(what))
+        raise ConfigError(f"{what}: must be a non-empty list of strings")
     return list(argv)
 
 
@@ -350,27 +354,27 @@ def _set(cfg: Config, key: str, value: Any, source: str) -> None:
                 raise ValueError(value)
         else:
             result = parse_argv(value, key)
-    except (TypeError, ValueError):
-        raise ConfigError("{}: bad value for {}".format(source, key)) from None
+    except _CONVERSION_ERRORS:
+        raise ConfigError(f"{source}: bad value for {key}") from None
     setattr(cfg, key, result)
 
 
 def check_config_file_permissions(path: str) -> None:
     info = os.stat(path)
     if not stat.S_ISREG(info.st_mode):
-        raise ConfigError("{} is not a regular file".format(path))
+        raise ConfigError(f"{path} is not a regular file")
     if info.st_mode & (stat.S_IWGRP | stat.S_IWOTH):
         raise ConfigError(
-            "{} is writable by group or others (mode {:o}); refusing it: "
-            "run chmod 600 {}".format(path, stat.S_IMODE(info.st_mode), path)
+            f"{path} is writable by group or others (mode {stat.S_IMODE(info.st_mode):o}); "
+            f"refusing it: run chmod 600 {path}"
         )
     if info.st_uid not in (0, os.geteuid()):
-        raise ConfigError("{} is owned by uid {}, not root".format(path, info.st_uid))
+        raise ConfigError(f"{path} is owned by uid {info.st_uid}, not root")
     if info.st_mode & (stat.S_IRGRP | stat.S_IROTH):
         LOG.warning("%s is readable by group/others: it holds the secret; chmod 600 it", path)
 
 
-def load_config(path: Optional[str], environ: Dict[str, str]) -> Config:
+def load_config(path: str | None, environ: dict[str, str]) -> Config:
     """Defaults < config file (INI or JSON) < ECOFLOW_AGENT_* environment."""
     cfg = Config()
     if path:
@@ -396,25 +400,25 @@ def _load_json(cfg: Config, text: str, path: str) -> None:
     try:
         data = json.loads(text)
     except ValueError as err:
-        raise ConfigError("{}: bad JSON ({})".format(path, err)) from None
+        raise ConfigError(f"{path}: bad JSON ({err})") from None
     for key, value in data.items():
         if key == "pre_shutdown":
             if not isinstance(value, list):
-                raise ConfigError("{}: pre_shutdown must be a list".format(path))
+                raise ConfigError(f"{path}: pre_shutdown must be a list")
             for index, item in enumerate(value):
                 if not isinstance(item, dict):
-                    raise ConfigError("{}: pre_shutdown[{}] must be an object".format(path, index))
+                    raise ConfigError(f"{path}: pre_shutdown[{index}] must be an object")
                 cfg.pre_shutdown.append(
                     PreCommand(
-                        str(item.get("name", "pre{}".format(index + 1))),
-                        parse_argv(item.get("command"), "pre_shutdown[{}]".format(index)),
+                        str(item.get("name", f"pre{index + 1}")),
+                        parse_argv(item.get("command"), f"pre_shutdown[{index}]"),
                         float(item.get("timeout_sec", 60)),
                     )
                 )
         elif key in _KEYS:
             _set(cfg, key, value, path)
         else:
-            raise ConfigError("{}: unknown key {}".format(path, key))
+            raise ConfigError(f"{path}: unknown key {key}")
 
 
 def _load_ini(cfg: Config, text: str, path: str) -> None:
@@ -422,28 +426,26 @@ def _load_ini(cfg: Config, text: str, path: str) -> None:
     try:
         parser.read_string(text, source=path)
     except configparser.Error as err:
-        raise ConfigError("{}: {}".format(path, err)) from None
+        raise ConfigError(f"{path}: {err}") from None
     for section in parser.sections():
         if section in ("mqtt", "agent"):
             for key, value in parser.items(section):
                 full = "mqtt_" + key if section == "mqtt" else key
                 if full not in _KEYS:
-                    raise ConfigError("{}: unknown key [{}] {}".format(path, section, key))
+                    raise ConfigError(f"{path}: unknown key [{section}] {key}")
                 _set(cfg, full, value, path)
         elif section.startswith("pre_shutdown"):
             sec = parser[section]
             if "command" not in sec:
-                raise ConfigError("{}: [{}] needs command".format(path, section))
+                raise ConfigError(f"{path}: [{section}] needs command")
             name = sec.get("name", section.partition(":")[2] or section)
             try:
                 timeout = float(sec.get("timeout_sec", "60"))
             except ValueError:
-                raise ConfigError("{}: [{}] bad timeout_sec".format(path, section)) from None
-            cfg.pre_shutdown.append(
-                PreCommand(name, parse_argv(sec["command"], section), timeout)
-            )
+                raise ConfigError(f"{path}: [{section}] bad timeout_sec") from None
+            cfg.pre_shutdown.append(PreCommand(name, parse_argv(sec["command"], section), timeout))
         else:
-            raise ConfigError("{}: unknown section [{}]".format(path, section))
+            raise ConfigError(f"{path}: unknown section [{section}]")
 
 
 # --------------------------------------------------------------------------
@@ -451,7 +453,7 @@ def _load_ini(cfg: Config, text: str, path: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def run_argv(argv: List[str], timeout: float) -> Tuple[bool, str]:
+def run_argv(argv: list[str], timeout: float) -> tuple[bool, str]:
     """Run ``argv`` without a shell; return (ok, short description)."""
     try:
         proc = subprocess.Popen(
@@ -463,7 +465,7 @@ def run_argv(argv: List[str], timeout: float) -> Tuple[bool, str]:
             close_fds=True,
         )
     except OSError as err:
-        return False, "cannot start ({})".format(err.strerror or err)
+        return False, f"cannot start ({err.strerror or err})"
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -472,12 +474,12 @@ def run_argv(argv: List[str], timeout: float) -> Tuple[bool, str]:
         except OSError:
             proc.kill()
         proc.communicate()
-        return False, "timeout after {:g}s".format(timeout)
+        return False, f"timeout after {timeout:g}s"
     text = out.decode("utf-8", "replace").strip()
     if text:
         LOG.info("  output: %s", text[-500:])
     if proc.returncode != 0:
-        return False, "exit {}".format(proc.returncode)
+        return False, f"exit {proc.returncode}"
     return True, "ok"
 
 
@@ -493,25 +495,25 @@ class Job:
         self.command = command
         self.execute_at = command.execute_at
         self.state = "preparing"  # preparing, waiting, executing, aborted
-        self.failed: List[str] = []
+        self.failed: list[str] = []
 
 
 class Agent:
     def __init__(self, cfg: Config, clock: Callable[[], float] = time.time) -> None:
         self.cfg = cfg
         self.clock = clock
-        self.base = "{}/{}".format(cfg.prefix, cfg.agent_id)
+        self.base = f"{cfg.prefix}/{cfg.agent_id}"
         self.seen = SeenIds(cfg.state_dir, cfg.seen_retain_sec)
         self._cond = threading.Condition()
-        self._job: Optional[Job] = None
-        self._last_executed: Optional[Job] = None
+        self._job: Job | None = None
+        self._last_executed: Job | None = None
         self._stop = threading.Event()
         self.client = self._make_client()
 
     # -- MQTT plumbing -----------------------------------------------------
 
     def _make_client(self) -> Any:
-        client_id = "ecoflow-agent-{}".format(self.cfg.agent_id)
+        client_id = f"ecoflow-agent-{self.cfg.agent_id}"
         if hasattr(mqtt, "CallbackAPIVersion"):  # paho-mqtt 2.x
             client = mqtt.Client(
                 mqtt.CallbackAPIVersion.VERSION2, client_id=client_id, clean_session=False
@@ -535,8 +537,8 @@ class Agent:
         self._set_will(client)
         return client
 
-    def status(self, state: str) -> Dict[str, Any]:
-        msg: Dict[str, Any] = {
+    def status(self, state: str) -> dict[str, Any]:
+        msg: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "agent": self.cfg.agent_id,
             "state": state,
@@ -571,7 +573,7 @@ class Agent:
         self._set_will(client)  # a fresh, signed will for the next CONNECT
 
     def ack(self, cid: str, status: str, detail: str = "", **extra: Any) -> None:
-        msg: Dict[str, Any] = {
+        msg: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
             "id": cid,
             "agent": self.cfg.agent_id,
@@ -633,7 +635,7 @@ class Agent:
                     self.ack(
                         command.id,
                         "rejected",
-                        "too_late: commit point passed at {}".format(last.execute_at),
+                        f"too_late: commit point passed at {last.execute_at}",
                         ref=last.command.id,
                     )
                 else:
@@ -643,7 +645,7 @@ class Agent:
                 self.ack(
                     command.id,
                     "rejected",
-                    "too_late: commit point passed at {}".format(job.execute_at),
+                    f"too_late: commit point passed at {job.execute_at}",
                     ref=job.command.id,
                 )
                 return
@@ -694,7 +696,7 @@ class Agent:
             ok, what = run_argv(pre.argv, pre.timeout)
             if not ok:
                 LOG.error("pre-shutdown %r failed: %s", pre.name, what)
-                job.failed.append("{}({})".format(pre.name, what))
+                job.failed.append(f"{pre.name}({what})")
         failed = ", ".join(job.failed)
         with self._cond:
             if job.state == "aborted":
@@ -762,16 +764,14 @@ class Agent:
         info = self.client.publish(
             self.base + "/status", json.dumps(self.status("offline")), qos=1, retain=True
         )
-        try:
+        with contextlib.suppress(RuntimeError, ValueError):
             info.wait_for_publish(2.0)
-        except (RuntimeError, ValueError):
-            pass
         self.client.disconnect()
         self.client.loop_stop()
         return 0
 
 
-def main(argv: Optional[List[str]] = None) -> int:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description="EcoFlow Power Management host agent")
     parser.add_argument("--config", "-c", default=None, help="config file (INI or JSON)")
     parser.add_argument("--dry-run", action="store_true", help="log instead of shutting down")
@@ -795,7 +795,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     if args.dry_run:
         cfg.dry_run = True
     if args.check_config:
-        print("config OK: agent_id={} dry_run={}".format(cfg.agent_id, cfg.dry_run))
+        print(f"config OK: agent_id={cfg.agent_id} dry_run={cfg.dry_run}")
         return 0
     if mqtt is None:
         LOG.error("paho-mqtt is not installed (pip install paho-mqtt, or apt python3-paho-mqtt)")
