@@ -93,11 +93,14 @@ class StandIn:
         add_control_routes(app, self)
         return app
 
-    async def start(self, *, wait_for_broker: bool = True) -> None:
+    async def start(self, *, with_mqtt: bool = True, wait_for_broker: bool = True) -> None:
+        """Serve HTTP; unless ``with_mqtt`` is False, also run the devices on MQTT."""
         self._runner = web.AppRunner(self.build_app(), access_log=None)
         await self._runner.setup()
         self._site = web.TCPSite(self._runner, self._http_host, self._http_port)
         await self._site.start()
+        if not with_mqtt:
+            return
         await self.link.start()
         if wait_for_broker:
             await self.link.wait_connected()
