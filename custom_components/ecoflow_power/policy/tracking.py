@@ -1,0 +1,184 @@
+"""Per-agent bookkeeping: commands in flight and the agent's debounce timer.
+
+Kept apart from the engine so that its persistence (to_dict / from_dict) sits
+next to the fields it serialises.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from .audit import DecisionMode
+from .protocol import AckStatus, CommandAction
+
+# An ack with one of these ends a command: nothing more will happen on the agent.
+TERMINAL_STATUSES = frozenset({AckStatus.ABORTED, AckStatus.EXPIRED, AckStatus.REJECTED})
+
+
+@dataclass(slots=True)
+class SentCommand:
+    """A command the engine issued (or, in dry-run, decided to issue)."""
+
+    id: str
+    action: CommandAction
+    payload: dict[str, Any]
+    issued_at: int
+    delay_sec: int
+    ttl_sec: int
+    sent_at: float
+    last_sent_at: float
+    mode: DecisionMode
+    manual: bool = False
+    ref: str | None = None  # for an abort: the shutdown it cancels
+    acknowledged: bool = False
+    committed: bool = False  # the agent acked `executing`
+    outcome: AckStatus | None = None  # terminal ack status, if any
+    closed: bool = False  # no more resends (acked, superseded, or gave up at ttl)
+    abort_id: str | None = None  # for a shutdown: the abort sent to cancel it
+    grid_restored: bool = False  # the grid came back after it was issued: episode over
+    execute_at: int | None = None  # from a `scheduled` ack
+
+    @property
+    def published(self) -> bool:
+        return self.mode is DecisionMode.LIVE
+
+    @property
+    def commit_at(self) -> int:
+        """The agent's point of no return; integer, like the agent computes it."""
+        return self.issued_at + self.delay_sec
+
+    @property
+    def expires_at(self) -> int:
+        return self.issued_at + self.ttl_sec
+
+    def is_live(self) -> bool:
+        """Still expected to run: not ended by the agent, not cancelled by an abort.
+
+        A refused abort (`too_late`) marks the shutdown committed, which wins.
+        """
+        return self.outcome is None and (self.abort_id is None or self.committed)
+
+    def past_commit(self, now: float) -> bool:
+        return self.committed or now >= self.commit_at
+
+    def awaiting_ack(self) -> bool:
+        return self.published and not self.acknowledged and not self.closed
+
+    def next_resend_at(self, interval: float) -> float | None:
+        if not self.awaiting_ack():
+            return None
+        due = self.last_sent_at + interval
+        return due if due < self.expires_at else None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "action": str(self.action),
+            "payload": dict(self.payload),
+            "issued_at": self.issued_at,
+            "delay_sec": self.delay_sec,
+            "ttl_sec": self.ttl_sec,
+            "sent_at": self.sent_at,
+            "last_sent_at": self.last_sent_at,
+            "mode": str(self.mode),
+            "manual": self.manual,
+            "ref": self.ref,
+            "acknowledged": self.acknowledged,
+            "committed": self.committed,
+            "outcome": None if self.outcome is None else str(self.outcome),
+            "closed": self.closed,
+            "abort_id": self.abort_id,
+            "grid_restored": self.grid_restored,
+            "execute_at": self.execute_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SentCommand:
+        outcome = data.get("outcome")
+        return cls(
+            id=str(data["id"]),
+            action=CommandAction(data["action"]),
+            payload=dict(data["payload"]),
+            issued_at=int(data["issued_at"]),
+            delay_sec=int(data["delay_sec"]),
+            ttl_sec=int(data["ttl_sec"]),
+            sent_at=float(data["sent_at"]),
+            last_sent_at=float(data["last_sent_at"]),
+            mode=DecisionMode(data["mode"]),
+            manual=bool(data.get("manual", False)),
+            ref=data.get("ref"),
+            acknowledged=bool(data.get("acknowledged", False)),
+            committed=bool(data.get("committed", False)),
+            outcome=None if outcome is None else AckStatus(outcome),
+            closed=bool(data.get("closed", False)),
+            abort_id=data.get("abort_id"),
+            grid_restored=bool(data.get("grid_restored", False)),
+            execute_at=data.get("execute_at"),
+        )
+
+
+@dataclass(slots=True)
+class AgentRuntime:
+    """Mutable policy state for one agent."""
+
+    agent_id: str
+    critical_since: float | None = None  # debounce start (engine clock)
+    critical_reason: str = ""
+    suppressed: bool = False  # a disarmed decision was recorded for this episode
+    last_shutdown_at: float | None = None  # for the cooldown (live and dry-run)
+    shutdown: SentCommand | None = None
+    abort: SentCommand | None = None
+    ping: SentCommand | None = None
+    last_ack_status: AckStatus | None = None
+    last_ack_at: float | None = None
+    last_ack_detail: str = ""
+
+    def tracked(self) -> list[SentCommand]:
+        return [cmd for cmd in (self.shutdown, self.abort, self.ping) if cmd is not None]
+
+    def latest_command(self) -> SentCommand | None:
+        tracked = self.tracked()
+        return max(tracked, key=lambda cmd: cmd.sent_at) if tracked else None
+
+    def find(self, command_id: str) -> SentCommand | None:
+        for cmd in self.tracked():
+            if cmd.id == command_id:
+                return cmd
+        return None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "critical_since": self.critical_since,
+            "critical_reason": self.critical_reason,
+            "suppressed": self.suppressed,
+            "last_shutdown_at": self.last_shutdown_at,
+            "shutdown": None if self.shutdown is None else self.shutdown.to_dict(),
+            "abort": None if self.abort is None else self.abort.to_dict(),
+            "ping": None if self.ping is None else self.ping.to_dict(),
+            "last_ack_status": None if self.last_ack_status is None else str(self.last_ack_status),
+            "last_ack_at": self.last_ack_at,
+            "last_ack_detail": self.last_ack_detail,
+        }
+
+    @classmethod
+    def from_dict(cls, agent_id: str, data: Mapping[str, Any]) -> AgentRuntime:
+        def command(key: str) -> SentCommand | None:
+            raw = data.get(key)
+            return None if raw is None else SentCommand.from_dict(raw)
+
+        status = data.get("last_ack_status")
+        return cls(
+            agent_id=agent_id,
+            critical_since=data.get("critical_since"),
+            critical_reason=str(data.get("critical_reason", "")),
+            suppressed=bool(data.get("suppressed", False)),
+            last_shutdown_at=data.get("last_shutdown_at"),
+            shutdown=command("shutdown"),
+            abort=command("abort"),
+            ping=command("ping"),
+            last_ack_status=None if status is None else AckStatus(status),
+            last_ack_at=data.get("last_ack_at"),
+            last_ack_detail=str(data.get("last_ack_detail", "")),
+        )
