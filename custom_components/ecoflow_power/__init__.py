@@ -13,14 +13,17 @@ from .const import DOMAIN
 from .coordinator import EcoflowConfigEntry, EcoflowRuntimeData, EcoflowTelemetryCoordinator
 from .device_selection import devices_to_manage
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
+from .policy_coordinator import PolicyCoordinator
+from .services import async_setup_services
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
-PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR]
+PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     """Register the integration's services (they exist even with no entry loaded)."""
+    async_setup_services(hass)
     return True
 
 
@@ -30,7 +33,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     try:
         account = await client.devices()
     except EcoflowAuthError as err:
-        raise ConfigEntryAuthFailed(translation_domain=DOMAIN, translation_key="auth_failed") from err
+        raise ConfigEntryAuthFailed(
+            translation_domain=DOMAIN, translation_key="auth_failed"
+        ) from err
     except EcoflowError as err:
         raise ConfigEntryNotReady(
             translation_domain=DOMAIN,
@@ -43,6 +48,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.runtime_data = EcoflowRuntimeData(client=client, telemetry=telemetry)
     await telemetry.async_start()
     entry.async_on_unload(telemetry.async_stop)
+    policy = PolicyCoordinator(hass, entry, telemetry)
+    entry.runtime_data.policy = policy
+    await policy.async_start()
+    entry.async_on_unload(policy.async_stop)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 
@@ -57,7 +66,9 @@ async def async_remove_config_entry_device(
 ) -> bool:
     """Allow deleting a power station that this entry no longer manages."""
     telemetry = entry.runtime_data.telemetry
+    policy = entry.runtime_data.policy
+    agents = {f"agent_{agent_id}" for agent_id in policy.agents} if policy else set()
     return not any(
-        identifier[0] == DOMAIN and identifier[1] in telemetry.devices
-        for identifier in device.identifiers
+        domain == DOMAIN and (identifier in telemetry.devices or identifier in agents)
+        for domain, identifier in device.identifiers
     )

@@ -17,6 +17,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator
 from .ecoflow.state import ChargeState, GridStatus, PowerState
 from .entity import EcoflowStationEntity
+from .policy_sensor import policy_binary_sensors
 
 PARALLEL_UPDATES = 0
 
@@ -100,3 +101,5 @@ async def async_setup_entry(
         for sn in coordinator.devices
         for description in BINARY_SENSORS
     )
+    if entry.runtime_data.policy is not None:
+        async_add_entities(policy_binary_sensors(entry.runtime_data.policy))

@@ -5,9 +5,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 import hashlib
 import logging
+import secrets
 from typing import Any
-
-import voluptuous as vol
 
 from homeassistant.config_entries import (
     SOURCE_REAUTH,
@@ -31,26 +30,36 @@ from homeassistant.helpers.selector import (
     TextSelectorConfig,
     TextSelectorType,
 )
+import probatio
 
+from .agents import AGENT_DELAY, AGENT_DEVICE, AGENT_SECRET, AGENT_SOC_THRESHOLD
 from .const import (
     CONF_ACCESS_KEY,
     CONF_ADD_NEW_DEVICES,
     CONF_ADVANCED,
+    CONF_AGENT_ID,
+    CONF_AGENTS,
     CONF_BASE_URL,
     CONF_DEVICES,
-    CONF_EXCLUDED_DEVICES,
     CONF_GRID_CONFIRM,
+    CONF_NEW_SECRET,
+    CONF_POLICY,
     CONF_REGION,
     CONF_SECRET_KEY,
     CONF_STALE_AFTER,
+    CONF_STATION,
+    CONF_TOPIC_PREFIX,
     DEFAULT_GRID_CONFIRM,
     DEFAULT_STALE_AFTER,
+    DEFAULT_TOPIC_PREFIX,
     DOMAIN,
 )
 from .coordinator import EcoflowConfigEntry
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
+from .policy.protocol import is_valid_agent_id
+from .policy.settings import PolicySettings
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -74,7 +83,7 @@ def account_unique_id(access_key: str) -> str:
     return hashlib.sha256(access_key.strip().encode()).hexdigest()[:20]
 
 
-class CannotValidate(Exception):  # noqa: N818 - it carries a form error key
+class CannotValidate(Exception):
     """Validation failed; `error` is the form's translated error key."""
 
     def __init__(self, error: str, placeholders: dict[str, str] | None = None) -> None:
@@ -83,25 +92,25 @@ class CannotValidate(Exception):  # noqa: N818 - it carries a form error key
         self.placeholders = placeholders or {}
 
 
-def _keys_schema(defaults: Mapping[str, Any], *, with_region: bool) -> vol.Schema:
+def _keys_schema(defaults: Mapping[str, Any], *, with_region: bool) -> probatio.Schema:
     fields: dict[Any, Any] = {
-        vol.Required(CONF_ACCESS_KEY, default=defaults.get(CONF_ACCESS_KEY, "")): str,
-        vol.Required(CONF_SECRET_KEY): SECRET_TEXT,
+        probatio.Required(CONF_ACCESS_KEY, default=defaults.get(CONF_ACCESS_KEY, "")): str,
+        probatio.Required(CONF_SECRET_KEY): SECRET_TEXT,
     }
     if with_region:
-        fields[vol.Required(CONF_REGION, default=defaults.get(CONF_REGION, Region.EU.value))] = (
-            SelectSelector(
-                SelectSelectorConfig(
-                    options=[region.value for region in Region],
-                    translation_key=CONF_REGION,
-                    mode=SelectSelectorMode.DROPDOWN,
-                )
+        fields[
+            probatio.Required(CONF_REGION, default=defaults.get(CONF_REGION, Region.EU.value))
+        ] = SelectSelector(
+            SelectSelectorConfig(
+                options=[region.value for region in Region],
+                translation_key=CONF_REGION,
+                mode=SelectSelectorMode.DROPDOWN,
             )
         )
-        fields[vol.Required(CONF_ADVANCED)] = section(
-            vol.Schema(
+        fields[probatio.Required(CONF_ADVANCED)] = section(
+            probatio.Schema(
                 {
-                    vol.Optional(
+                    probatio.Optional(
                         CONF_BASE_URL,
                         description={"suggested_value": defaults.get(CONF_BASE_URL)},
                     ): TextSelector(TextSelectorConfig(type=TextSelectorType.URL)),
@@ -109,7 +118,7 @@ def _keys_schema(defaults: Mapping[str, Any], *, with_region: bool) -> vol.Schem
             ),
             {"collapsed": not defaults.get(CONF_BASE_URL)},
         )
-    return vol.Schema(fields)
+    return probatio.Schema(fields)
 
 
 class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
@@ -234,7 +243,9 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         self, user_input: dict[str, Any] | None, *, step_id: str
     ) -> ConfigFlowResult:
         entry = (
-            self._get_reauth_entry() if self.source == SOURCE_REAUTH else self._get_reconfigure_entry()
+            self._get_reauth_entry()
+            if self.source == SOURCE_REAUTH
+            else self._get_reconfigure_entry()
         )
         with_region = self.source == SOURCE_RECONFIGURE
         errors: dict[str, str] = {}
@@ -266,11 +277,42 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class EcoflowOptionsFlow(OptionsFlowWithReload):
-    """Devices and telemetry settings."""
+    """Devices and telemetry, the shutdown policy of each station, and host agents."""
+
+    def __init__(self) -> None:
+        self._station: str | None = None
+        self._agent_id: str | None = None
+        self._pending_options: dict[str, Any] = {}
+        self._new_secret: str = ""
+
+    @property
+    def _entry(self) -> EcoflowConfigEntry:
+        return self.config_entry
+
+    def _stations(self) -> dict[str, str]:
+        """Managed stations (sn -> name) of the loaded entry."""
+        runtime = getattr(self._entry, "runtime_data", None)
+        if runtime is None:
+            return {}
+        telemetry = runtime.telemetry
+        return {
+            sn: f"{info.device_name or telemetry.models[sn].name} ({sn})"
+            for sn, info in telemetry.devices.items()
+        }
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        menu = ["telemetry"]
+        if self._stations():
+            menu += ["policy", "add_agent"]
+        if self._entry.options.get(CONF_AGENTS):
+            menu += ["edit_agent", "remove_agent"]
+        return self.async_show_menu(step_id="init", menu_options=menu)
+
+    async def async_step_telemetry(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
         errors: dict[str, str] = {}
-        entry: EcoflowConfigEntry = self.config_entry
+        entry = self._entry
         try:
             account = await client_from_data(self.hass, entry.data).devices()
         except EcoflowError:
@@ -293,17 +335,236 @@ class EcoflowOptionsFlow(OptionsFlowWithReload):
             account, managed, entry.options.get(CONF_ADD_NEW_DEVICES, True)
         ).extend(
             {
-                vol.Required(
+                probatio.Required(
                     CONF_STALE_AFTER,
                     default=entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER),
                 ): _seconds(30, 3600),
-                vol.Required(
+                probatio.Required(
                     CONF_GRID_CONFIRM,
                     default=entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM),
                 ): _seconds(0, 300),
             }
         )
-        return self.async_show_form(step_id="init", data_schema=schema, errors=errors)
+        return self.async_show_form(step_id="telemetry", data_schema=schema, errors=errors)
+
+    async def async_step_policy(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
+        """Choose the station whose policy to edit."""
+        stations = self._stations()
+        if user_input is not None or len(stations) == 1:
+            self._station = user_input[CONF_STATION] if user_input else next(iter(stations))
+            return await self.async_step_policy_settings()
+        return self.async_show_form(
+            step_id="policy",
+            data_schema=probatio.Schema(
+                {probatio.Required(CONF_STATION): _station_selector(stations)}
+            ),
+        )
+
+    async def async_step_policy_settings(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        assert self._station is not None
+        policies: dict[str, Any] = dict(self._entry.options.get(CONF_POLICY, {}))
+        current = PolicySettings.from_mapping(policies.get(self._station, {}))
+        if user_input is not None:
+            settings = {
+                "soc_threshold": float(user_input["soc_threshold"]),
+                "runtime_threshold_min": int(user_input["runtime_threshold_min"]) or None,
+                "debounce_sec": int(user_input["debounce_sec"]),
+                "delay_sec": int(user_input["delay_sec"]),
+                "ttl_sec": int(user_input["ttl_sec"]),
+                "cooldown_sec": int(user_input["cooldown_sec"]),
+                "dry_run": bool(user_input["dry_run"]),
+            }
+            policies[self._station] = settings
+            return self.async_create_entry(
+                data={
+                    **self._entry.options,
+                    CONF_POLICY: policies,
+                    CONF_TOPIC_PREFIX: user_input[CONF_TOPIC_PREFIX].strip().strip("/"),
+                }
+            )
+        schema = probatio.Schema(
+            {
+                probatio.Required("soc_threshold", default=current.soc_threshold): _number(
+                    1, 95, "%"
+                ),
+                probatio.Required(
+                    "runtime_threshold_min", default=current.runtime_threshold_min or 0
+                ): _number(0, 600, "min"),
+                probatio.Required("debounce_sec", default=current.debounce_sec): _seconds(0, 3600),
+                probatio.Required("delay_sec", default=current.delay_sec): _seconds(0, 3600),
+                probatio.Required("ttl_sec", default=current.ttl_sec): _seconds(30, 7200),
+                probatio.Required("cooldown_sec", default=current.cooldown_sec): _seconds(0, 86400),
+                probatio.Required("dry_run", default=current.dry_run): bool,
+                probatio.Required(
+                    CONF_TOPIC_PREFIX,
+                    default=self._entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX),
+                ): str,
+            }
+        )
+        return self.async_show_form(
+            step_id="policy_settings",
+            data_schema=schema,
+            description_placeholders={"station": self._stations()[self._station]},
+        )
+
+    async def async_step_add_agent(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Map a host agent to a station; agents that announced themselves are offered."""
+        errors: dict[str, str] = {}
+        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
+        if user_input is not None:
+            agent_id = user_input[CONF_AGENT_ID].strip()
+            if not is_valid_agent_id(agent_id):
+                errors[CONF_AGENT_ID] = "invalid_agent_id"
+            elif agent_id in agents:
+                errors[CONF_AGENT_ID] = "agent_exists"
+            else:
+                self._new_secret = secrets.token_urlsafe(32)
+                agents[agent_id] = _agent_options(user_input, self._new_secret)
+                self._agent_id = agent_id
+                self._pending_options = {**self._entry.options, CONF_AGENTS: agents}
+                return await self.async_step_agent_secret()
+        runtime = getattr(self._entry, "runtime_data", None)
+        discovered = sorted(runtime.policy.discovered) if runtime and runtime.policy else []
+        return self.async_show_form(
+            step_id="add_agent",
+            data_schema=self.add_suggested_values_to_schema(
+                _agent_schema(self._stations(), discovered, with_id=True), user_input or {}
+            ),
+            errors=errors,
+        )
+
+    async def async_step_agent_secret(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Show the new secret once: the agent's config needs it, HA never shows it again."""
+        if user_input is not None:
+            return self.async_create_entry(data=self._pending_options)
+        return self.async_show_form(
+            step_id="agent_secret",
+            data_schema=probatio.Schema({}),
+            description_placeholders={
+                "agent": self._agent_id or "",
+                "secret": self._new_secret,
+                "prefix": self._entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX),
+            },
+        )
+
+    async def async_step_edit_agent(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Choose the agent to edit."""
+        agents = sorted(self._entry.options.get(CONF_AGENTS, {}))
+        if user_input is not None:
+            self._agent_id = user_input[CONF_AGENT_ID]
+            return await self.async_step_agent_settings()
+        return self.async_show_form(
+            step_id="edit_agent",
+            data_schema=probatio.Schema(
+                {
+                    probatio.Required(CONF_AGENT_ID): SelectSelector(
+                        SelectSelectorConfig(options=agents, mode=SelectSelectorMode.DROPDOWN)
+                    )
+                }
+            ),
+        )
+
+    async def async_step_agent_settings(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        """Station, threshold and delay of one agent; optionally a new secret."""
+        assert self._agent_id is not None
+        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
+        current = agents[self._agent_id]
+        if user_input is not None:
+            secret = current[AGENT_SECRET]
+            if user_input.get(CONF_NEW_SECRET):
+                secret = self._new_secret = secrets.token_urlsafe(32)
+            agents[self._agent_id] = _agent_options(user_input, secret)
+            self._pending_options = {**self._entry.options, CONF_AGENTS: agents}
+            if self._new_secret:
+                return await self.async_step_agent_secret()
+            return self.async_create_entry(data=self._pending_options)
+        suggested = {
+            CONF_STATION: current[AGENT_DEVICE],
+            AGENT_SOC_THRESHOLD: current.get(AGENT_SOC_THRESHOLD),
+            AGENT_DELAY: current.get(AGENT_DELAY),
+        }
+        return self.async_show_form(
+            step_id="agent_settings",
+            data_schema=self.add_suggested_values_to_schema(
+                _agent_schema(self._stations(), [], with_id=False), suggested
+            ),
+            description_placeholders={"agent": self._agent_id},
+        )
+
+    async def async_step_remove_agent(
+        self, user_input: dict[str, Any] | None = None
+    ) -> ConfigFlowResult:
+        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
+        if user_input is not None:
+            for agent_id in user_input[CONF_AGENTS]:
+                agents.pop(agent_id, None)
+            return self.async_create_entry(data={**self._entry.options, CONF_AGENTS: agents})
+        return self.async_show_form(
+            step_id="remove_agent",
+            data_schema=probatio.Schema(
+                {
+                    probatio.Required(CONF_AGENTS, default=[]): SelectSelector(
+                        SelectSelectorConfig(options=sorted(agents), multiple=True)
+                    )
+                }
+            ),
+        )
+
+
+def _agent_options(user_input: Mapping[str, Any], secret: str) -> dict[str, Any]:
+    threshold = user_input.get(AGENT_SOC_THRESHOLD)
+    delay = user_input.get(AGENT_DELAY)
+    return {
+        AGENT_DEVICE: user_input[CONF_STATION],
+        AGENT_SECRET: secret,
+        AGENT_SOC_THRESHOLD: None if threshold is None else float(threshold),
+        AGENT_DELAY: None if delay is None else int(delay),
+    }
+
+
+def _agent_schema(
+    stations: dict[str, str], discovered: list[str], *, with_id: bool
+) -> probatio.Schema:
+    fields: dict[Any, Any] = {}
+    if with_id:
+        fields[probatio.Required(CONF_AGENT_ID)] = SelectSelector(
+            SelectSelectorConfig(
+                options=discovered, custom_value=True, mode=SelectSelectorMode.DROPDOWN
+            )
+        )
+    fields[probatio.Required(CONF_STATION)] = _station_selector(stations)
+    fields[probatio.Optional(AGENT_SOC_THRESHOLD)] = _number(1, 95, "%")
+    fields[probatio.Optional(AGENT_DELAY)] = _seconds(0, 3600)
+    if not with_id:
+        fields[probatio.Optional(CONF_NEW_SECRET, default=False)] = bool
+    return probatio.Schema(fields)
+
+
+def _station_selector(stations: dict[str, str]) -> SelectSelector:
+    return SelectSelector(
+        SelectSelectorConfig(
+            options=[SelectOptionDict(value=sn, label=label) for sn, label in stations.items()],
+            mode=SelectSelectorMode.DROPDOWN,
+        )
+    )
+
+
+def _number(minimum: float, maximum: float, unit: str) -> NumberSelector:
+    return NumberSelector(
+        NumberSelectorConfig(
+            min=minimum, max=maximum, step=1, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
+        )
+    )
 
 
 def _seconds(minimum: int, maximum: int) -> NumberSelector:
@@ -316,19 +577,19 @@ def _seconds(minimum: int, maximum: int) -> NumberSelector:
 
 def _devices_schema(
     account: list[DeviceInfo], selected: list[str], add_new: bool
-) -> vol.Schema:
+) -> probatio.Schema:
     options = [
         SelectOptionDict(
             value=device.sn, label=f"{device.device_name or device.product_name} ({device.sn})"
         )
         for device in account
     ]
-    return vol.Schema(
+    return probatio.Schema(
         {
-            vol.Required(CONF_DEVICES, default=selected): SelectSelector(
+            probatio.Required(CONF_DEVICES, default=selected): SelectSelector(
                 SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
             ),
-            vol.Required(CONF_ADD_NEW_DEVICES, default=add_new): bool,
+            probatio.Required(CONF_ADD_NEW_DEVICES, default=add_new): bool,
         }
     )
 

@@ -32,3 +32,24 @@ CLOUD_UNREACHABLE_REPAIR_AFTER: Final = timedelta(minutes=30)
 
 ISSUE_UNDECODABLE_DEVICE: Final = "undecodable_device"
 ISSUE_CLOUD_UNREACHABLE: Final = "cloud_unreachable"
+
+CONF_AGENTS: Final = "agents"
+CONF_POLICY: Final = "policy"
+CONF_TOPIC_PREFIX: Final = "topic_prefix"
+DEFAULT_TOPIC_PREFIX: Final = "power-manager"
+
+# One bus event for everything the policy does; `type` tells which.
+EVENT_POLICY: Final = f"{DOMAIN}_event"
+POLICY_EVENT_TYPES: Final = (
+    "grid_lost",
+    "grid_restored",
+    "battery_critical",
+    "shutdown_sent",
+    "shutdown_aborted",
+    "agent_offline",
+)
+ISSUE_MQTT_MISSING: Final = "mqtt_missing"
+ISSUE_TELEMETRY_STALE: Final = "telemetry_stale"
+CONF_STATION: Final = "station"
+CONF_AGENT_ID: Final = "agent_id"
+CONF_NEW_SECRET: Final = "new_secret"

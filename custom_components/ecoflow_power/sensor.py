@@ -27,6 +27,7 @@ from homeassistant.util import dt as dt_util
 from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator
 from .ecoflow.state import ChargeState, PowerState
 from .entity import EcoflowStationEntity
+from .policy_sensor import policy_sensors
 
 PARALLEL_UPDATES = 0
 
@@ -232,3 +233,5 @@ async def async_setup_entry(
 
     add_new_sensors()
     entry.async_on_unload(coordinator.async_add_listener(add_new_sensors))
+    if entry.runtime_data.policy is not None:
+        async_add_entities(policy_sensors(entry.runtime_data.policy))

@@ -55,6 +55,15 @@ def mock_client() -> Generator[AsyncMock]:
         yield client
 
 
+@pytest.fixture
+def mock_setup_entry() -> Generator[AsyncMock]:
+    """Creating an entry in a flow test must not start the integration."""
+    with patch(
+        "custom_components.ecoflow_power.async_setup_entry", return_value=True
+    ) as setup_entry:
+        yield setup_entry
+
+
 class FakeSession:
     """Stands in for the cloud MQTT session in entity tests: the test feeds messages."""
 

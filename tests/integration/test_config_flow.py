@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from unittest.mock import AsyncMock
 
+from homeassistant.config_entries import SOURCE_USER
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -27,9 +30,6 @@ from custom_components.ecoflow_power.ecoflow.errors import (
     EcoflowConnectionError,
     EcoflowServiceError,
 )
-from homeassistant.config_entries import SOURCE_USER
-from homeassistant.core import HomeAssistant
-from homeassistant.data_entry_flow import FlowResultType
 
 from .conftest import ACCESS_KEY, DELTA2_SN, RIVER3_SN, SECRET_KEY
 
@@ -39,6 +39,14 @@ USER_INPUT = {
     CONF_REGION: "eu",
     CONF_ADVANCED: {},
 }
+
+
+@pytest.fixture(autouse=True)
+def _no_setup(request: pytest.FixtureRequest) -> None:
+    # Flows that create an entry would otherwise start the real cloud session;
+    # tests that need a loaded entry ask for fake_session instead.
+    if "fake_session" not in request.fixturenames:
+        request.getfixturevalue("mock_setup_entry")
 
 
 async def _start(hass: HomeAssistant) -> str:
@@ -258,7 +266,11 @@ async def test_options_flow_devices_and_telemetry(
     assert await hass.config_entries.async_setup(config_entry.entry_id)
     await hass.async_block_till_done()
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
-    assert result["step_id"] == "init"
+    assert result["type"] is FlowResultType.MENU
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "telemetry"}
+    )
+    assert result["step_id"] == "telemetry"
     base = {CONF_ADD_NEW_DEVICES: False, CONF_STALE_AFTER: 300, CONF_GRID_CONFIRM: 5}
     result = await hass.config_entries.options.async_configure(
         result["flow_id"], base | {CONF_DEVICES: []}
@@ -284,5 +296,8 @@ async def test_options_flow_aborts_when_cloud_unreachable(
     await hass.async_block_till_done()
     mock_client.devices.side_effect = EcoflowConnectionError("down")
     result = await hass.config_entries.options.async_init(config_entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "telemetry"}
+    )
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "cannot_connect"

@@ -1,0 +1,83 @@
+"""Host agents as the options store them, and agents that announce themselves."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+import json
+from typing import TYPE_CHECKING, Any
+
+from .const import CONF_AGENTS, CONF_POLICY
+from .policy.protocol import is_valid_agent_id, sanitize_text
+from .policy.settings import AgentBinding, PolicySettings
+
+if TYPE_CHECKING:
+    from .coordinator import EcoflowTelemetryCoordinator
+
+AGENT_DEVICE = "device"
+AGENT_SECRET = "secret"
+AGENT_SOC_THRESHOLD = "soc_threshold"
+AGENT_DELAY = "delay_sec"
+
+
+@dataclass(frozen=True, slots=True)
+class AgentConfig:
+    """One agent mapped to the power station that feeds its host."""
+
+    agent_id: str
+    device: str
+    binding: AgentBinding
+
+    @property
+    def secret(self) -> str:
+        return self.binding.secret
+
+
+def agents_from_options(options: Mapping[str, Any]) -> dict[str, AgentConfig]:
+    agents: dict[str, AgentConfig] = {}
+    for agent_id, data in options.get(CONF_AGENTS, {}).items():
+        agents[agent_id] = AgentConfig(
+            agent_id=agent_id,
+            device=data[AGENT_DEVICE],
+            binding=AgentBinding(
+                agent_id=agent_id,
+                secret=data[AGENT_SECRET],
+                soc_threshold=data.get(AGENT_SOC_THRESHOLD),
+                delay_sec=data.get(AGENT_DELAY),
+            ),
+        )
+    return agents
+
+
+def policy_settings_for(
+    options: Mapping[str, Any], sn: str, telemetry: EcoflowTelemetryCoordinator
+) -> PolicySettings:
+    """A station's policy settings; its staleness is the telemetry stale timeout."""
+    stored = dict(options.get(CONF_POLICY, {}).get(sn, {}))
+    stored["stale_after_sec"] = int(telemetry.stale_after_sec)
+    return PolicySettings.from_mapping(stored)
+
+
+@dataclass(frozen=True, slots=True)
+class DiscoveredAgent:
+    """An agent that published a status but is not configured yet (offered in options)."""
+
+    agent_id: str
+    hostname: str
+    platform: str
+
+    @classmethod
+    def from_payload(cls, agent_id: str, payload: str | bytes) -> DiscoveredAgent | None:
+        if not is_valid_agent_id(agent_id):
+            return None
+        try:
+            data = json.loads(payload)
+        except ValueError:
+            return None
+        if not isinstance(data, dict) or data.get("agent") != agent_id:
+            return None
+        return cls(
+            agent_id=agent_id,
+            hostname=sanitize_text(data.get("hostname", ""), 64),
+            platform=sanitize_text(data.get("platform", ""), 16),
+        )

@@ -1,0 +1,428 @@
+"""Runs one policy engine per power station inside Home Assistant.
+
+The engines decide; this module carries their effects out: it publishes through
+HA's MQTT integration, fires bus events, raises repairs, persists the engines
+so a restart resumes a pending shutdown, and routes agent acks and status.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import datetime
+import json
+import logging
+from typing import Any
+import uuid
+
+from homeassistant.components import mqtt
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.helpers.storage import Store
+from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
+from homeassistant.util import dt as dt_util
+
+from .agents import AgentConfig, DiscoveredAgent, agents_from_options, policy_settings_for
+from .const import (
+    CONF_TOPIC_PREFIX,
+    DEFAULT_TOPIC_PREFIX,
+    DOMAIN,
+    EVENT_POLICY,
+    ISSUE_MQTT_MISSING,
+)
+from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator, now_ts
+from .ecoflow.state import PowerState
+from .policy.audit import AuditRecord
+from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
+from .policy.engine import PolicyEngine
+from .policy.protocol import (
+    AckStatus,
+    AgentState,
+    AgentStatus,
+    ack_topic,
+    command_topic,
+    parse_ack,
+    parse_status,
+    status_topic,
+)
+from .policy.status import PolicyStatus
+from .policy.telemetry import PolicyTelemetry
+
+_LOGGER = logging.getLogger(__name__)
+
+STORAGE_VERSION = 1
+# Writes are batched: a burst of effects costs one write, and a restart loses
+# at most this much (the engine re-sends unacknowledged commands anyway).
+STORAGE_SAVE_DELAY = 1
+AUDIT_LOG_SIZE = 200
+
+
+class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
+    """Engines per station, agent presence, and the MQTT side of the protocol."""
+
+    config_entry: EcoflowConfigEntry
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: EcoflowConfigEntry,
+        telemetry: EcoflowTelemetryCoordinator,
+    ) -> None:
+        super().__init__(
+            hass, _LOGGER, config_entry=entry, name=f"{DOMAIN} policy", update_interval=None
+        )
+        self.telemetry = telemetry
+        self.prefix: str = entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX)
+        self.agents: dict[str, AgentConfig] = agents_from_options(entry.options)
+        self.agent_status: dict[str, AgentStatus] = {}
+        self.discovered: dict[str, DiscoveredAgent] = {}
+        self.engines: dict[str, PolicyEngine] = {}
+        self.rejected_messages = 0
+        self.mqtt_available = False
+        self._store: Store[dict[str, Any]] = Store(
+            hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.policy"
+        )
+        self._unsubscribers: list[CALLBACK_TYPE] = []
+        self._tick_unsub: CALLBACK_TYPE | None = None
+        self._pong_waiters: dict[str, asyncio.Future[float]] = {}
+
+    # --- life cycle -------------------------------------------------------
+
+    async def async_start(self) -> None:
+        stored = await self._store.async_load() or {}
+        engines_data: dict[str, Any] = stored.get("engines", {})
+        for sn in self.telemetry.devices:
+            settings = policy_settings_for(self.config_entry.options, sn, self.telemetry)
+            bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
+            if sn in engines_data:
+                engine = PolicyEngine.from_dict(
+                    engines_data[sn],
+                    settings,
+                    bindings,
+                    clock=now_ts,
+                    id_factory=lambda: str(uuid.uuid4()),
+                )
+            else:
+                engine = PolicyEngine(
+                    sn, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
+                )
+            self.engines[sn] = engine
+        self._unsubscribers.append(
+            self.telemetry.async_add_telemetry_listener(self._handle_telemetry)
+        )
+        await self._async_subscribe_mqtt()
+        # Feed what is known now: a restart with the grid already lost must not
+        # wait for the next message to resume.
+        for sn, state in (self.telemetry.data or {}).items():
+            if state.updated_at is not None:
+                self._handle_telemetry(sn, state)
+        self._run_effects_and_reschedule([])
+
+    async def async_stop(self) -> None:
+        while self._unsubscribers:
+            self._unsubscribers.pop()()
+        if self._tick_unsub:
+            self._tick_unsub()
+            self._tick_unsub = None
+        for waiter in self._pong_waiters.values():
+            waiter.cancel()
+        await self._store.async_save(self._storage_data())
+
+    async def _async_subscribe_mqtt(self) -> None:
+        """Listen for acks and status; without MQTT, say so in a repair."""
+        issue_id = f"{ISSUE_MQTT_MISSING}_{self.config_entry.entry_id}"
+        if not self.hass.config_entries.async_loaded_entries(mqtt.DOMAIN):
+            self.mqtt_available = False
+            ir.async_create_issue(
+                self.hass,
+                DOMAIN,
+                issue_id,
+                is_fixable=False,
+                severity=ir.IssueSeverity.WARNING,
+                translation_key=ISSUE_MQTT_MISSING,
+            )
+            return
+        ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        self.mqtt_available = True
+        self._unsubscribers.append(
+            await mqtt.async_subscribe(
+                self.hass, ack_topic(self.prefix, "+"), self._handle_ack_message, qos=1
+            )
+        )
+        self._unsubscribers.append(
+            await mqtt.async_subscribe(
+                self.hass, status_topic(self.prefix, "+"), self._handle_status_message, qos=1
+            )
+        )
+
+    # --- inputs -----------------------------------------------------------
+
+    @callback
+    def _handle_telemetry(self, sn: str, state: PowerState) -> None:
+        engine = self.engines.get(sn)
+        if engine is None or state.updated_at is None:
+            return
+        reading = PolicyTelemetry(
+            grid=state.grid,
+            soc_min=state.soc_min,
+            remaining_discharge_min=state.remaining_discharge_min,
+            at=state.updated_at,
+        )
+        self._run_effects_and_reschedule(engine.update(reading), sn)
+
+    def _agent_from_topic(self, topic: str) -> str | None:
+        parts = topic.split("/")
+        return parts[-2] if len(parts) >= 2 else None
+
+    @callback
+    def _handle_ack_message(self, message: mqtt.ReceiveMessage) -> None:
+        agent_id = self._agent_from_topic(message.topic)
+        agent = self.agents.get(agent_id or "")
+        if agent is None:
+            return
+        ack = parse_ack(message.payload, agent.secret)
+        if ack is None or ack.agent != agent.agent_id:
+            # Forged, tampered or malformed: counted, never acted on.
+            self.rejected_messages += 1
+            _LOGGER.warning("Ignored an ack on %s that failed its signature check", message.topic)
+            return
+        waiter = self._pong_waiters.get(ack.id)
+        if ack.status is AckStatus.PONG and waiter is not None and not waiter.done():
+            waiter.set_result(now_ts())
+        engine = self.engines.get(agent.device)
+        if engine is None:
+            return
+        self._run_effects_and_reschedule(engine.handle_ack(agent.agent_id, ack), agent.device)
+
+    @callback
+    def _handle_status_message(self, message: mqtt.ReceiveMessage) -> None:
+        agent_id = self._agent_from_topic(message.topic)
+        if not agent_id:
+            return
+        agent = self.agents.get(agent_id)
+        if agent is None:
+            if discovered := DiscoveredAgent.from_payload(agent_id, message.payload):
+                self.discovered[agent_id] = discovered
+            return
+        status = parse_status(message.payload, agent.secret)
+        if status is None:
+            self.rejected_messages += 1
+            return
+        previous = self.agent_status.get(agent_id)
+        self.agent_status[agent_id] = status
+        self._update_agent_device(agent, status)
+        if (
+            status.state is AgentState.OFFLINE
+            and previous is not None
+            and previous.state is AgentState.ONLINE
+        ):
+            self._fire_event(agent.device, "agent_offline", {"agent": agent_id}, agent=agent_id)
+        self.async_update_listeners()
+
+    def _update_agent_device(self, agent: AgentConfig, status: AgentStatus) -> None:
+        registry = dr.async_get(self.hass)
+        device = registry.async_get_device(identifiers={(DOMAIN, f"agent_{agent.agent_id}")})
+        if device is None:
+            return
+        model = f"Host agent ({status.platform})"
+        if device.sw_version != status.agent_version or device.model != model:
+            registry.async_update_device(device.id, sw_version=status.agent_version, model=model)
+
+    # --- effects ----------------------------------------------------------
+
+    @callback
+    def _run_effects_and_reschedule(self, effects: list[Effect], sn: str | None = None) -> None:
+        for effect in effects:
+            self._run_effect(effect, sn)
+        self._schedule_tick()
+        self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
+        self.async_set_updated_data({sn: engine.status() for sn, engine in self.engines.items()})
+
+    def _run_effect(self, effect: Effect, sn: str | None) -> None:
+        if isinstance(effect, PublishCommand):
+            self.hass.async_create_task(self._async_publish(effect), eager_start=True)
+        elif isinstance(effect, EmitEvent):
+            self._fire_event(sn, effect.event_type.value, effect.data)
+        elif isinstance(effect, RepairChange):
+            issue_id = f"{effect.issue_id}_{sn}"
+            if effect.active:
+                ir.async_create_issue(
+                    self.hass,
+                    DOMAIN,
+                    issue_id,
+                    is_fixable=False,
+                    severity=ir.IssueSeverity.WARNING,
+                    translation_key=effect.issue_id,
+                    translation_placeholders={"device": self._station_name(sn)},
+                )
+            else:
+                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        elif isinstance(effect, AuditRecord):
+            _LOGGER.info("Policy %s: %s", self._station_name(sn), effect.as_dict())
+
+    async def _async_publish(self, effect: PublishCommand) -> None:
+        topic = command_topic(self.prefix, effect.agent_id)
+        try:
+            await mqtt.async_publish(
+                self.hass, topic, json.dumps(effect.payload), qos=1, retain=False
+            )
+        except HomeAssistantError as err:
+            # The engine re-sends unacknowledged commands, so a failed publish
+            # is retried at the next resend interval.
+            _LOGGER.warning("Could not publish to %s: %s", topic, err)
+
+    def _fire_event(
+        self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
+    ) -> None:
+        registry = dr.async_get(self.hass)
+        identifier = f"agent_{agent}" if agent else sn
+        device = registry.async_get_device(identifiers={(DOMAIN, identifier or "")})
+        self.hass.bus.async_fire(
+            EVENT_POLICY,
+            {
+                "type": event_type,
+                "device_id": device.id if device else None,
+                "station": self._station_name(sn),
+                **data,
+            },
+        )
+
+    def _station_name(self, sn: str | None) -> str:
+        if sn is None or sn not in self.telemetry.devices:
+            return "unknown"
+        info = self.telemetry.devices[sn]
+        return info.device_name or self.telemetry.models[sn].name
+
+    # --- timers and storage ----------------------------------------------
+
+    @callback
+    def _schedule_tick(self) -> None:
+        if self._tick_unsub:
+            self._tick_unsub()
+            self._tick_unsub = None
+        deadlines = [d for engine in self.engines.values() if (d := engine.next_deadline())]
+        if not deadlines:
+            return
+        when = dt_util.utc_from_timestamp(max(min(deadlines), now_ts()))
+        self._tick_unsub = async_track_point_in_utc_time(self.hass, self._async_tick, when)
+
+    @callback
+    def _async_tick(self, _now: datetime) -> None:
+        self._tick_unsub = None
+        for sn, engine in self.engines.items():
+            effects = engine.tick()
+            for effect in effects:
+                self._run_effect(effect, sn)
+        self._run_effects_and_reschedule([])
+
+    def _storage_data(self) -> dict[str, Any]:
+        return {"engines": {sn: engine.to_dict() for sn, engine in self.engines.items()}}
+
+    # --- actions for services and entities --------------------------------
+
+    def require_mqtt(self) -> None:
+        if not self.mqtt_available:
+            raise ServiceValidationError(translation_domain=DOMAIN, translation_key="mqtt_missing")
+
+    @callback
+    def set_armed(self, sn: str, armed: bool) -> None:
+        engine = self.engines[sn]
+        self._run_effects_and_reschedule(engine.set_armed(armed) or [], sn)
+
+    @callback
+    def manual_shutdown(
+        self, agent_ids: list[str], *, delay_sec: int | None, reason: str, dry_run: bool
+    ) -> list[str]:
+        sent: list[str] = []
+        for sn, ids in self._group_by_station(agent_ids).items():
+            effects = self.engines[sn].manual_shutdown(
+                ids, delay_sec=delay_sec, reason=reason, dry_run=dry_run
+            )
+            sent += [e.agent_id for e in effects if isinstance(e, PublishCommand)]
+            self._run_effects_and_reschedule(effects, sn)
+        return sent
+
+    @callback
+    def manual_abort(self, agent_ids: list[str]) -> list[str]:
+        sent: list[str] = []
+        for sn, ids in self._group_by_station(agent_ids).items():
+            effects = self.engines[sn].manual_abort(ids)
+            sent += [e.agent_id for e in effects if isinstance(e, PublishCommand)]
+            self._run_effects_and_reschedule(effects, sn)
+        return sent
+
+    async def async_ping(self, agent_ids: list[str], wait_sec: float) -> dict[str, Any]:
+        """Ping agents and wait for their pongs; report who answered and how fast."""
+        started = now_ts()
+        waiters: dict[str, asyncio.Future[float]] = {}
+        command_ids: list[str] = []
+        for sn, ids in self._group_by_station(agent_ids).items():
+            effects = self.engines[sn].ping(ids)
+            for effect in effects:
+                if isinstance(effect, PublishCommand):
+                    future: asyncio.Future[float] = self.hass.loop.create_future()
+                    command_ids.append(effect.payload["id"])
+                    self._pong_waiters[effect.payload["id"]] = future
+                    waiters[effect.agent_id] = future
+            self._run_effects_and_reschedule(effects, sn)
+        try:
+            if waiters:
+                await asyncio.wait(list(waiters.values()), timeout=wait_sec)
+        finally:
+            for command_id in command_ids:
+                self._pong_waiters.pop(command_id, None)
+        result: dict[str, Any] = {}
+        for agent_id in agent_ids:
+            future = waiters.get(agent_id)
+            answered = future is not None and future.done() and not future.cancelled()
+            result[agent_id] = {
+                "answered": answered,
+                "latency_ms": round((future.result() - started) * 1000)
+                if future is not None and answered
+                else None,
+            }
+        return result
+
+    def _group_by_station(self, agent_ids: list[str]) -> dict[str, list[str]]:
+        grouped: dict[str, list[str]] = {}
+        for agent_id in agent_ids:
+            agent = self.agents.get(agent_id)
+            if agent is None or agent.device not in self.engines:
+                raise ServiceValidationError(
+                    translation_domain=DOMAIN,
+                    translation_key="unknown_agent",
+                    translation_placeholders={"agent": agent_id},
+                )
+            grouped.setdefault(agent.device, []).append(agent_id)
+        return grouped
+
+    def agents_of_station(self, sn: str) -> list[str]:
+        return [agent.agent_id for agent in self.agents.values() if agent.device == sn]
+
+    def audit_trail(self, sn: str) -> list[dict[str, Any]]:
+        return [record.as_dict() for record in self.engines[sn].audit_trail]
+
+    def diagnostics(self) -> dict[str, Any]:
+        return {
+            "prefix": self.prefix,
+            "mqtt_available": self.mqtt_available,
+            "rejected_messages": self.rejected_messages,
+            "agents": {
+                agent_id: {
+                    "device": agent.device,
+                    "soc_threshold": agent.binding.soc_threshold,
+                    "delay_sec": agent.binding.delay_sec,
+                    "status": self.agent_status[agent_id].__dict__
+                    if agent_id in self.agent_status
+                    and hasattr(self.agent_status[agent_id], "__dict__")
+                    else None,
+                }
+                for agent_id, agent in self.agents.items()
+            },
+            "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
+        }
+
+
+type PolicyListener = Callable[[], None]

@@ -1,0 +1,139 @@
+"""Sensors and binary sensors of the policy and the host agents."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime
+
+from homeassistant.components.binary_sensor import (
+    BinarySensorDeviceClass,
+    BinarySensorEntity,
+    BinarySensorEntityDescription,
+)
+from homeassistant.components.sensor import (
+    SensorDeviceClass,
+    SensorEntity,
+    SensorEntityDescription,
+)
+from homeassistant.util import dt as dt_util
+
+from .policy.protocol import AckStatus, AgentState, CommandAction
+from .policy.status import AgentView, PolicyState, PolicyStatus
+from .policy_coordinator import PolicyCoordinator
+from .policy_entity import EcoflowAgentEntity, EcoflowPolicyEntity
+
+
+def _timestamp(value: float | None) -> datetime | None:
+    return None if value is None else dt_util.utc_from_timestamp(value)
+
+
+@dataclass(frozen=True, kw_only=True)
+class PolicySensorDescription(SensorEntityDescription):
+    value_fn: Callable[[PolicyStatus], str | datetime | None]
+
+
+@dataclass(frozen=True, kw_only=True)
+class AgentSensorDescription(SensorEntityDescription):
+    value_fn: Callable[[AgentView], str | datetime | None]
+
+
+POLICY_SENSORS = (
+    PolicySensorDescription(
+        key="policy_state",
+        translation_key="policy_state",
+        device_class=SensorDeviceClass.ENUM,
+        options=[state.value for state in PolicyState],
+        value_fn=lambda status: status.state.value,
+    ),
+    PolicySensorDescription(
+        key="shutdown_at",
+        translation_key="shutdown_at",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda status: _timestamp(status.pending_fire_at),
+    ),
+)
+
+AGENT_SENSORS = (
+    AgentSensorDescription(
+        key="last_ack",
+        translation_key="last_ack",
+        device_class=SensorDeviceClass.ENUM,
+        options=[status.value for status in AckStatus],
+        value_fn=lambda view: view.last_ack_status.value if view.last_ack_status else None,
+    ),
+    AgentSensorDescription(
+        key="last_ack_at",
+        translation_key="last_ack_at",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda view: _timestamp(view.last_ack_at),
+    ),
+    AgentSensorDescription(
+        key="last_command",
+        translation_key="last_command",
+        device_class=SensorDeviceClass.ENUM,
+        options=[action.value for action in CommandAction],
+        value_fn=lambda view: view.last_command_action.value if view.last_command_action else None,
+    ),
+    AgentSensorDescription(
+        key="last_command_at",
+        translation_key="last_command_at",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda view: _timestamp(view.last_command_at),
+    ),
+)
+
+AGENT_ONLINE = BinarySensorEntityDescription(
+    key="online", translation_key="agent_online", device_class=BinarySensorDeviceClass.CONNECTIVITY
+)
+
+
+class PolicySensor(EcoflowPolicyEntity, SensorEntity):
+    entity_description: PolicySensorDescription
+
+    @property
+    def native_value(self) -> str | datetime | None:
+        return self.entity_description.value_fn(self.policy_status)
+
+
+class AgentSensor(EcoflowAgentEntity, SensorEntity):
+    entity_description: AgentSensorDescription
+
+    @property
+    def native_value(self) -> str | datetime | None:
+        view = self.agent_view
+        return None if view is None else self.entity_description.value_fn(view)
+
+    @property
+    def extra_state_attributes(self) -> dict[str, str] | None:
+        view = self.agent_view
+        if view is None or self.entity_description.key != "last_ack":
+            return None
+        return {"command_id": view.last_command_id or "", "detail": view.last_ack_detail}
+
+
+class AgentOnlineBinarySensor(EcoflowAgentEntity, BinarySensorEntity):
+    """From the agent's retained status and its last will; unknown until it speaks."""
+
+    @property
+    def is_on(self) -> bool | None:
+        status = self.coordinator.agent_status.get(self.agent_id)
+        return None if status is None else status.state is AgentState.ONLINE
+
+
+def policy_sensors(policy: PolicyCoordinator) -> list[SensorEntity]:
+    entities: list[SensorEntity] = [
+        PolicySensor(policy, sn, description)
+        for sn in policy.engines
+        for description in POLICY_SENSORS
+    ]
+    entities += [
+        AgentSensor(policy, agent_id, description)
+        for agent_id in policy.agents
+        for description in AGENT_SENSORS
+    ]
+    return entities
+
+
+def policy_binary_sensors(policy: PolicyCoordinator) -> list[BinarySensorEntity]:
+    return [AgentOnlineBinarySensor(policy, agent_id, AGENT_ONLINE) for agent_id in policy.agents]
