@@ -175,12 +175,21 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         tracker = self.trackers.get(message.sn)
         if tracker is None:
             return
+        previous = self.data.get(message.sn)
+        was_fresh = self.is_fresh(message.sn)
         changed = tracker.ingest(message.payload, message.source, message.received_at)
         self._update_undecodable_issue(message.sn, tracker)
-        if not changed:
+        state = tracker.snapshot(now_ts(), self.stale_after_sec)
+        accepted = previous is None or state.updated_at != previous.updated_at
+        if not (changed or accepted):
             return
-        self.async_set_updated_data(self._snapshots())
-        state = self.data[message.sn]
+        # Steady values still prove the device is alive: keep updated_at current
+        # even when nothing an entity shows has changed.
+        self.data = {**self.data, message.sn: state}
+        if changed or not was_fresh:
+            self.async_set_updated_data(self.data)
+        # The policy hears every accepted message: silence is what its
+        # fail-safe watches for, so steady telemetry must not look like silence.
         for listener in list(self._telemetry_listeners):
             listener(message.sn, state)
 

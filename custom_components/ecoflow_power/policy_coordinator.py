@@ -221,9 +221,18 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             self._fire_event(agent.device, "agent_offline", {"agent": agent_id}, agent=agent_id)
         self.async_update_listeners()
 
+    def _find_device(self, identifier: str) -> dr.DeviceEntry | None:
+        """A station or agent device of this entry (agents hang under their station)."""
+        registry = dr.async_get(self.hass)
+        key = (DOMAIN, identifier)
+        entry_id = self.config_entry.entry_id
+        return registry.async_get_device_by_identifier(
+            key, entry_id
+        ) or registry.async_get_child_device_by_identifier(key, entry_id)
+
     def _update_agent_device(self, agent: AgentConfig, status: AgentStatus) -> None:
         registry = dr.async_get(self.hass)
-        device = registry.async_get_device(identifiers={(DOMAIN, f"agent_{agent.agent_id}")})
+        device = self._find_device(f"agent_{agent.agent_id}")
         if device is None:
             return
         model = f"Host agent ({status.platform})"
@@ -276,9 +285,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
     ) -> None:
-        registry = dr.async_get(self.hass)
         identifier = f"agent_{agent}" if agent else sn
-        device = registry.async_get_device(identifiers={(DOMAIN, identifier or "")})
+        device = self._find_device(identifier) if identifier else None
         self.hass.bus.async_fire(
             EVENT_POLICY,
             {

@@ -34,12 +34,11 @@ PARALLEL_UPDATES = 0
 type StateValue = float | int | str | datetime | None
 
 
-def rounded(value: float | None, digits: int) -> float | None:
+def rounded(value: float | None, digits: int) -> float | int | None:
     """Round to the display precision so jitter below it writes no new state."""
     if value is None:
         return None
-    result = round(value, digits)
-    return result if digits else float(int(result))
+    return round(value) if digits == 0 else round(value, digits)
 
 
 @dataclass(frozen=True, kw_only=True)

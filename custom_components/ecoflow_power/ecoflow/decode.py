@@ -15,7 +15,7 @@ import json
 import sys
 from typing import Any
 
-from .models import ModelInfo, identify_model
+from .models import identify_model
 from .state import MessageSource
 from .tracker import DeviceTracker
 
@@ -39,15 +39,11 @@ def _messages(data: bytes) -> list[bytes | dict[str, Any]]:
 
 
 def _serial_hint(messages: Sequence[bytes | dict[str, Any]]) -> str | None:
-    probe = DeviceTracker("", ModelInfo("probe", *_probe_family()))
+    # A throwaway tracker for an unknown device: it records any serial it sees.
+    probe = DeviceTracker("", identify_model("", None))
     for message in messages:
         probe.ingest(message, MessageSource.GET_REPLY, _NOW)
     return probe.payload_sn
-
-
-def _probe_family() -> tuple[Any, Any]:
-    unknown = identify_model("", None)
-    return unknown.family, unknown.encoding
 
 
 def decode_file(

@@ -90,7 +90,9 @@ def payload_bytes(payload: bytes | bytearray | memoryview | str) -> bytes:
     if _BASE64_TEXT.match(text):
         padded = text + b"=" * (-len(text) % 4)
         try:
-            return base64.b64decode(padded, altchars=b"-_" if b"-" in text or b"_" in text else None)
+            return base64.b64decode(
+                padded, altchars=b"-_" if b"-" in text or b"_" in text else None
+            )
         except (binascii.Error, ValueError) as err:
             raise EnvelopeError(f"not valid base64: {err}") from err
     return data

@@ -34,10 +34,11 @@ def plausible_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     kept: dict[str, Any] = {}
     dropped = 0
     for key, value in fields.items():
-        if isinstance(value, float):
-            if not math.isfinite(value) or abs(value) > MAX_ABS_WATTS * 1000:
-                dropped += 1
-                continue
+        if isinstance(value, float) and (
+            not math.isfinite(value) or abs(value) > MAX_ABS_WATTS * 1000
+        ):
+            dropped += 1
+            continue
         if (
             _is_soc_key(key)
             and isinstance(value, int | float)

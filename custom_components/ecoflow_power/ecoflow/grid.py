@@ -50,7 +50,9 @@ class GridSignal:
     ac_side: bool = True  # False for battery behaviour, which only corroborates
 
 
-def voltage_signal(name: str, volts: float, seen_at: float, *, zero_is_reliable: bool) -> GridSignal:
+def voltage_signal(
+    name: str, volts: float, seen_at: float, *, zero_is_reliable: bool
+) -> GridSignal:
     """AC-in voltage. Zero is strong evidence only where the model reports it faithfully.
 
     JSON families read 0 V with 0 Hz when unplugged (js02, js03) and the real
@@ -76,7 +78,9 @@ def ac_watts_signal(name: str, watts: float, seen_at: float) -> GridSignal:
 def flow_signal(value: int, seen_at: float) -> GridSignal:
     """flow_info_ac_in: 2 while AC flows in; 12 and 15 seen without AC (pb03, pb04)."""
     if value == 2:
-        return GridSignal("flow_info_ac_in", +1, Weight.STRONG, "flow_info_ac_in 2 (AC in)", seen_at)
+        return GridSignal(
+            "flow_info_ac_in", +1, Weight.STRONG, "flow_info_ac_in 2 (AC in)", seen_at
+        )
     return GridSignal(
         "flow_info_ac_in", -1, Weight.MODERATE, f"flow_info_ac_in {value} (no AC in)", seen_at
     )
@@ -85,7 +89,9 @@ def flow_signal(value: int, seen_at: float) -> GridSignal:
 def charger_flag_signal(value: int, seen_at: float) -> GridSignal:
     """Field 202: 1 in every capture with AC present; its 0 is not proven to mean absent."""
     direction = +1 if value == 1 else -1
-    return GridSignal("ac_charger_flag", direction, Weight.WEAK, f"ac_charger_flag {value}", seen_at)
+    return GridSignal(
+        "ac_charger_flag", direction, Weight.WEAK, f"ac_charger_flag {value}", seen_at
+    )
 
 
 def frequency_signal(name: str, hertz: float, seen_at: float) -> GridSignal:

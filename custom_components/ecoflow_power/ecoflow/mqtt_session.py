@@ -59,6 +59,7 @@ class SessionStats:
     connects: int = 0
     reconnects: int = 0
     credential_refreshes: int = 0
+    refusals: int = 0
     messages: int = 0
     snapshot_requests: int = 0
     quota_polls: int = 0
@@ -195,6 +196,9 @@ class CloudMqttSession:
             with contextlib.suppress(asyncio.CancelledError):
                 await task
         self._tasks.clear()
+        # aiomqtt cancels its own queue-reader task on the way out; one loop
+        # turn lets that cancellation finish before we report stopped.
+        await asyncio.sleep(0)
         self._client = None
         self._subscribed.clear()
         self._set_connected(False)
@@ -243,6 +247,7 @@ class CloudMqttSession:
             except aiomqtt.MqttError as err:
                 self.stats.last_error = f"{type(err).__name__}: {err}"
                 if is_refused_credentials(err):
+                    self.stats.refusals += 1
                     # Forget them so the next attempt starts with fresh ones.
                     self._credentials = None
                     _LOGGER.info("EcoFlow broker refused the credentials; refreshing them")
@@ -251,6 +256,11 @@ class CloudMqttSession:
             except OSError as err:
                 self.stats.last_error = f"{type(err).__name__}"
                 _LOGGER.info("EcoFlow MQTT connection failed: %s", type(err).__name__)
+            except Exception as err:
+                # The session is what keeps a UPS informed: log and retry
+                # rather than die on something unforeseen.
+                self.stats.last_error = f"{type(err).__name__}"
+                _LOGGER.exception("Unexpected error in the EcoFlow MQTT session")
             finally:
                 self._client = None
                 self._subscribed.clear()
@@ -361,7 +371,6 @@ class CloudMqttSession:
         data = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
         payload = _maybe_json(data)
         now = self._clock()
-        self.stats.messages += 1
         if source is not MessageSource.STATUS:
             self._last_message[sn] = now
             if source in (MessageSource.PROPERTY, MessageSource.GET_REPLY):
@@ -373,6 +382,7 @@ class CloudMqttSession:
         self._deliver(RawMessage(sn, source, payload, now, topic))
 
     def _deliver(self, message: RawMessage) -> None:
+        self.stats.messages += 1
         try:
             self._on_message(message)
         except Exception:

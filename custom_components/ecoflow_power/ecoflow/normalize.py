@@ -268,9 +268,7 @@ def _powerstream(raw: _Raw, out: Normalized) -> None:
     pv2 = raw.scaled(pick("pv2_input_watts", "pv2InputWatts"), 0.1)
     if pv1 is not None or pv2 is not None:
         parts = [r for r in (pv1, pv2) if r is not None]
-        solar = Reading(
-            sum(r.value for r in parts), parts[0].source, max(r.seen_at for r in parts)
-        )
+        solar = Reading(sum(r.value for r in parts), parts[0].source, max(r.seen_at for r in parts))
         out.put("solar_w", solar, _round(solar.value))
         out.put("watts_in", solar, _round(solar.value))
     # bat_input_watts is power taken from the battery: negative while charging.
@@ -457,6 +455,8 @@ def _protobuf_generic(raw: _Raw, out: Normalized) -> None:
         _protobuf_station(raw, out)
 
 
+_PROTOBUF_PREFIXES = ("display.", "cms.", "bms.", "runtime.", "ps.")
+
 _Normalizer = Callable[[_Raw, Normalized], None]
 
 _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
@@ -470,18 +470,15 @@ _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
 }
 
 
-def normalize(
-    fields: Mapping[str, Any], seen: Mapping[str, float], model: ModelInfo
-) -> Normalized:
+def normalize(fields: Mapping[str, Any], seen: Mapping[str, float], model: ModelInfo) -> Normalized:
     """Normalized values from merged raw fields (`seen`: when each field last arrived)."""
     out = Normalized()
     raw = _Raw(fields, seen)
     normalizer = _BY_FAMILY.get(model.family)
     if normalizer is None:
         # Unknown family: the field names tell which layout the device speaks.
-        if any(key.startswith(("display.", "cms.", "bms.", "runtime.", "ps.")) for key in fields):
-            normalizer = _protobuf_generic
-        elif model.encoding is Encoding.PROTOBUF and not fields:
+        protobuf_keys = any(key.startswith(_PROTOBUF_PREFIXES) for key in fields)
+        if protobuf_keys or (model.encoding is Encoding.PROTOBUF and not fields):
             normalizer = _protobuf_generic
         elif any(key.startswith("20_1.") for key in fields):
             normalizer = _powerstream

@@ -94,7 +94,7 @@ class DeviceTracker:
             if not self._accept(payload, source, now):
                 return False
             return self._refresh(now)
-        except Exception as err:  # noqa: BLE001 - the contract: nothing escapes ingest
+        except Exception as err:
             self._stats.malformed += 1
             self._stats.last_error = _short(f"internal error on {source}: {err!r}")
             return False
@@ -112,7 +112,9 @@ class DeviceTracker:
             self._stats.rejected += 1
         self._stats.last_error = _short(message)
 
-    def _accept(self, payload: bytes | str | Mapping[str, Any], source: MessageSource, now: float) -> bool:
+    def _accept(
+        self, payload: bytes | str | Mapping[str, Any], source: MessageSource, now: float
+    ) -> bool:
         if source is MessageSource.STATUS:
             return self._accept_status(payload, now)
         if isinstance(payload, Mapping):

@@ -1,0 +1,45 @@
+"""Feeding real captured payloads into a loaded entry."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
+from custom_components.ecoflow_power.ecoflow.state import MessageSource
+from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
+
+CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
+
+
+def capture_bytes(name: str) -> bytes:
+    path = CAPTURES / name
+    if path.suffix == ".hex":
+        return bytes.fromhex(path.read_text().strip())
+    return path.read_bytes()
+
+
+def capture_json(name: str) -> dict[str, Any]:
+    return json.loads((CAPTURES / name).read_text())
+
+
+async def feed(
+    hass: HomeAssistant,
+    session: Any,
+    sn: str,
+    payload: bytes | dict[str, Any],
+    source: MessageSource = MessageSource.GET_REPLY,
+) -> None:
+    """Deliver one message as the cloud session would, then let HA settle."""
+    session.on_message(
+        RawMessage(
+            sn=sn,
+            source=source,
+            payload=payload,
+            received_at=dt_util.utcnow().timestamp(),
+            topic=f"/test/{sn}",
+        )
+    )
+    await hass.async_block_till_done()
