@@ -82,8 +82,12 @@ def test_pb01_river3_values_stated_by_source() -> None:
     )
     assert raw["display.pow_get_ac"] == values["DisplayPropertyUpload.powGetAc"]
     assert raw["display.flow_info_ac_in"] == values["DisplayPropertyUpload.flowInfoAcIn"]
-    assert raw["display.plug_in_info_ac_in_flag"] == values["DisplayPropertyUpload.plugInInfoAcInFlag"]
-    assert raw["display.plug_in_info_ac_in_feq"] == values["DisplayPropertyUpload.plugInInfoAcInFeq"]
+    assert (
+        raw["display.plug_in_info_ac_in_flag"] == values["DisplayPropertyUpload.plugInInfoAcInFlag"]
+    )
+    assert (
+        raw["display.plug_in_info_ac_in_feq"] == values["DisplayPropertyUpload.plugInInfoAcInFeq"]
+    )
     assert (
         raw["display.energy_backup_start_soc"]
         == values["DisplayPropertyUpload.energyBackupStartSoc"]
@@ -196,9 +200,11 @@ def test_pb04_delta3_encrypted_push_values_stated_by_source() -> None:
     values = stated("pb04_delta3_p231_display_encrypted_shuette42")
     tracker = track("pb04_delta3_p231_display_encrypted_shuette42.hex", "P231XXXX")
     raw = tracker.raw_fields()
-    assert raw["display.plug_in_info_ac_in_chg_pow_max"] == 1600 == values[
-        "plug_in_info_ac_in_chg_pow_max(f209) / ac_charge_power_limit_w"
-    ]
+    assert (
+        raw["display.plug_in_info_ac_in_chg_pow_max"]
+        == 1600
+        == values["plug_in_info_ac_in_chg_pow_max(f209) / ac_charge_power_limit_w"]
+    )
     assert ("display.cms_batt_soc" in raw) is values["cms_batt_soc present"]
     state = state_of(tracker)
     assert state.soc == 100.0

@@ -65,14 +65,21 @@ def test_json_shapes() -> None:
     assert push.fields == {"bms_emsStatus.lcdShowSoc": 42}
     assert push.full_snapshot is False
     # Delta Pro groups are not nested under "bms_".
-    pro = decode_json({"typeCode": "emsStatus", "params": {"lcdShowSoc": 42}}, DeviceFamily.DELTA_PRO)
+    pro = decode_json(
+        {"typeCode": "emsStatus", "params": {"lcdShowSoc": 42}}, DeviceFamily.DELTA_PRO
+    )
     assert pro.fields == {"ems.lcdShowSoc": 42}
-    cmd = decode_json({"cmdFunc": 20, "cmdId": 1, "param": {"batSoc": 87}}, DeviceFamily.POWERSTREAM)
+    cmd = decode_json(
+        {"cmdFunc": 20, "cmdId": 1, "param": {"batSoc": 87}}, DeviceFamily.POWERSTREAM
+    )
     assert cmd.fields == {"20_1.batSoc": 87}
     prop = decode_json({"params": {"inv.acInVol": 123113}}, DeviceFamily.DELTA2)
     assert prop.fields == {"inv.acInVol": 123113}
     reply = decode_json(
-        {"operateType": "latestQuotas", "data": {"sn": "*****", "online": 1, "quotaMap": {"a.b": 1}}},
+        {
+            "operateType": "latestQuotas",
+            "data": {"sn": "*****", "online": 1, "quotaMap": {"a.b": 1}},
+        },
         DeviceFamily.DELTA2,
     )
     assert (reply.sn, reply.online, reply.full_snapshot) == (None, True, True)
@@ -138,4 +145,8 @@ def test_unknown_model_guesses_encoding_from_name() -> None:
         Encoding.PROTOBUF,
     )
     old = identify_model("ZZ01XXXX", None)
-    assert (old.name, old.family, old.encoding) == ("EcoFlow ZZ01", DeviceFamily.UNKNOWN, Encoding.JSON)
+    assert (old.name, old.family, old.encoding) == (
+        "EcoFlow ZZ01",
+        DeviceFamily.UNKNOWN,
+        Encoding.JSON,
+    )
