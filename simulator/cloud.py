@@ -68,6 +68,7 @@ class CloudApi:
         self.max_skew_ms = max_skew_ms
         self.response_delay = 0.0
         self.calls: dict[str, int] = {}
+        self.quota_requests: dict[str, int] = {}
         self.certifications_issued = 0
         self._failures: list[InjectedFailure] = []
 
@@ -181,7 +182,9 @@ class CloudApi:
     async def _quota_all(self, request: web.Request) -> web.Response:
         if (refused := await self._guard(request)) is not None:
             return refused
-        device = self.devices.get(request.query.get("sn", ""))
+        sn = request.query.get("sn", "")
+        self.quota_requests[sn] = self.quota_requests.get(sn, 0) + 1
+        device = self.devices.get(sn)
         if device is None:
             return self._answer("1001", message="device not found or not bound to this account")
         quota = device.quota_all()

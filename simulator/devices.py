@@ -185,6 +185,7 @@ class JsonPowerStation(SimulatedDevice):
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self._ids = itertools.count(random.randint(100_000_000, 900_000_000))
+        self._reported: dict[str, Any] | None = None
 
     def pushes(self, account: str) -> list[Outgoing]:
         fields = json_codec.live_fields(self.state, glitch_soc=self.state.take_glitch())
@@ -211,7 +212,11 @@ class JsonPowerStation(SimulatedDevice):
         return [Outgoing(get_reply_topic(account, self.sn), json.dumps(reply).encode())]
 
     def quota_all(self) -> dict[str, Any] | None:
-        return json_codec.quota_map(self.state)
+        # The cloud serves quota/all from what the device last reported: while
+        # telemetry is frozen, so is this answer.
+        if self.state.publishing or self._reported is None:
+            self._reported = json_codec.quota_map(self.state)
+        return self._reported
 
 
 def status_message(online: bool) -> bytes:

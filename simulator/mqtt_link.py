@@ -74,7 +74,8 @@ class MqttLink:
             return False
         try:
             await client.publish(out.topic, out.payload, qos=0)
-        except aiomqtt.MqttError:
+        except aiomqtt.MqttError, OSError:
+            # The broker went away mid-publish; the run loop reconnects.
             return False
         return True
 
@@ -89,16 +90,23 @@ class MqttLink:
                     identifier=self._client_id,
                     protocol=aiomqtt.ProtocolVersion.V311,
                     keepalive=10,
+                    # Bounds every publish: one lost on a dying socket must
+                    # not hold up the ticker for long.
+                    timeout=2,
                 ) as client:
                     await client.subscribe(GET_FILTER, qos=1)
                     self._client = client
                     self._connected.set()
+                    _LOGGER.debug("simulator link connected to %s:%s", self._host, self._port)
                     if self._on_connect is not None:
                         await self._on_connect()
                     async for message in client.messages:
                         await self._handle(message)
             except aiomqtt.MqttError as err:
                 _LOGGER.debug("simulator link lost: %s", err)
+            except Exception:
+                # Never let the devices fall silent for good over one bad moment.
+                _LOGGER.exception("simulator link failed; reconnecting")
             finally:
                 self._client = None
                 self._connected.clear()
