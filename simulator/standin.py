@@ -157,6 +157,8 @@ class StandIn:
         if isinstance(scenario, Diverge) and len(device.state.packs) < 2:
             raise ValueError(f"{sn} has one pack; diverge needs two")
         device.set_scenario(scenario)
+        # Take effect now, so the state reported back already shows it.
+        scenario.apply(device.state, 0.0)
         _LOGGER.info("%s: scenario %s", sn, scenario.describe())
         return scenario
 

@@ -95,8 +95,8 @@ def leftover_tasks(before: set[asyncio.Task[object]], world: World) -> list[asyn
     return [t for t in asyncio.all_tasks() - before if not t.done() and not stand_ins(t)]
 
 
-async def wait_for(predicate: Callable[[], object], timeout: float = 8.0) -> None:
-    deadline = time.monotonic() + timeout
+async def wait_for(predicate: Callable[[], object], within: float = 8.0) -> None:
+    deadline = time.monotonic() + within
     while not predicate():
         if time.monotonic() > deadline:
             raise AssertionError("condition not met in time")
