@@ -10,6 +10,7 @@ import pytest
 from custom_components.ecoflow_power.ecoflow.state import GridStatus
 from custom_components.ecoflow_power.policy import (
     AckStatus,
+    AgentBinding,
     AuditKind,
     CommandAction,
     DecisionMode,
@@ -708,8 +709,6 @@ def test_settings_from_mapping_ignores_unknown_keys() -> None:
     ],
 )
 def test_agent_binding_validation(kwargs: dict) -> None:
-    from custom_components.ecoflow_power.policy import AgentBinding
-
     with pytest.raises(ValueError, match=r"."):
         AgentBinding(**kwargs)
 
@@ -726,3 +725,15 @@ def test_reconfigure_keeps_timers(make: Make) -> None:
     assert list(h.engine.agents) == ["vm"]
     assert h.engine.pending_fire_at() == T0 + 30
     assert len(shutdowns(h.at(30))) == 1
+
+
+def test_rotated_secret_stops_stale_resends(make: Make, clock) -> None:
+    h = make(debounce_sec=0)
+    shutdowns(h.lost(soc=10))
+    data = h.engine.to_dict()
+    rotated = [AgentBinding("nas", "a-brand-new-secret")]
+    restored = PolicyEngine.from_dict(data, PolicySettings(debounce_sec=0), rotated, clock)
+    clock.advance(15)
+    assert shutdowns(restored.tick()) == []  # the old signature would be refused
+    h.engine.reconfigure(PolicySettings(debounce_sec=0), rotated)
+    assert shutdowns(h.at(15)) == []

@@ -24,7 +24,14 @@ from .effects import (
     PublishCommand,
     RepairChange,
 )
-from .protocol import Ack, AckStatus, CommandAction, build_command, sanitize_text
+from .protocol import (
+    Ack,
+    AckStatus,
+    CommandAction,
+    build_command,
+    sanitize_text,
+    verify_message,
+)
 from .settings import AgentBinding, PolicySettings
 from .status import AgentView, PolicyState, PolicyStatus
 from .telemetry import PolicyTelemetry
@@ -190,6 +197,7 @@ class PolicyEngine:
         """New options: keeps timers and commands of agents that remain."""
         self._settings = settings
         self._set_agents(agents)
+        self._close_unverifiable()
         return self._evaluate(self._clock())
 
     # ------------------------------------------------------------------
@@ -400,6 +408,7 @@ class PolicyEngine:
             if agent_id in engine._runtime:
                 engine._runtime[agent_id] = AgentRuntime.from_dict(agent_id, raw)
         engine._audit = AuditTrail.from_list(data.get("audit", []))
+        engine._close_unverifiable()
         if engine._fresh_at is not None and not engine._stale:
             # Our own downtime is not evidence that the station went silent:
             # restart the stale window instead of shutting everything down
@@ -847,6 +856,18 @@ class PolicyEngine:
         self._runtime = {
             agent_id: self._runtime.get(agent_id) or AgentRuntime(agent_id) for agent_id in bindings
         }
+
+    def _close_unverifiable(self) -> None:
+        """Stop resending commands signed with a secret the agent no longer holds.
+
+        After a secret rotation the stored payload would only earn a
+        `bad_signature`; the policy issues a fresh command when one is due.
+        """
+        for agent_id, rt in self._runtime.items():
+            secret = self._bindings[agent_id].secret
+            for cmd in rt.tracked():
+                if cmd.awaiting_ack() and not verify_message(cmd.payload, secret):
+                    cmd.closed = True
 
     def _resolve(self, agent_ids: Iterable[str] | None) -> list[str]:
         if agent_ids is None:
