@@ -13,7 +13,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from custom_components.ecoflow_power.policy.protocol import canonical_json, sign_message
+from custom_components.ecoflow_power.policy.protocol import (
+    canonical_json,
+    sign_message,
+    verify_message,
+)
 
 VECTORS_PATH = Path(__file__).resolve().parents[1] / "fixtures" / "protocol" / "vectors.json"
 
@@ -63,10 +67,12 @@ def command_vector(
     seen_ids: tuple[str, ...] = (),
     pending_shutdown: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
-    canonical = sig = None
+    canonical = sig = valid = None
     if message is not None:
         canonical = canonical_json(message)
         sig = message.get("sig")
+        if sig is not None and agent_secret is not None:
+            valid = verify_message(message, agent_secret)
     return {
         "name": name,
         "description": description,
@@ -79,6 +85,7 @@ def command_vector(
         "payload": payload if payload is not None else json.dumps(message),
         "canonical": canonical,
         "sig": sig,
+        "valid": valid,
         "expected": expected,
     }
 
@@ -331,6 +338,7 @@ def ack_vectors() -> list[dict[str, Any]]:
             "payload": json.dumps(message),
             "canonical": canonical_json(message),
             "sig": message.get("sig"),
+            "valid": valid,
             "expected": {"valid": valid},
         }
 
@@ -415,6 +423,7 @@ def status_vectors() -> list[dict[str, Any]]:
                 "payload": json.dumps(message),
                 "canonical": canonical_json(message),
                 "sig": message.get("sig"),
+                "valid": valid,
                 "expected": {"valid": valid},
             }
         )
