@@ -262,4 +262,5 @@ def delta2(
 
 
 def default_devices() -> list[SimulatedDevice]:
-    return [river3(), delta2()]
+    """A single-pack River 3 (protobuf) and a Delta 2 with an extra battery (JSON)."""
+    return [river3(), delta2(extra_pack=True)]
