@@ -81,8 +81,9 @@ class MqttLink:
 
     async def _run(self) -> None:
         while True:
+            client: aiomqtt.Client | None = None
             try:
-                async with aiomqtt.Client(
+                client = aiomqtt.Client(
                     self._host,
                     self._port,
                     username=self._username,
@@ -93,7 +94,8 @@ class MqttLink:
                     # Bounds every publish: one lost on a dying socket must
                     # not hold up the ticker for long.
                     timeout=2,
-                ) as client:
+                )
+                async with client:
                     await client.subscribe(GET_FILTER, qos=1)
                     self._client = client
                     self._connected.set()
@@ -110,6 +112,8 @@ class MqttLink:
             finally:
                 self._client = None
                 self._connected.clear()
+                if client is not None:
+                    _consume_disconnect_error(client)
             await asyncio.sleep(self._retry_delay)
 
     async def _handle(self, message: aiomqtt.Message) -> None:
@@ -120,3 +124,12 @@ class MqttLink:
         payload = bytes(message.payload) if isinstance(message.payload, bytes | bytearray) else b""
         for out in self._on_get(parts[2], parts[3], payload):
             await self.publish(out)
+
+
+def _consume_disconnect_error(client: aiomqtt.Client) -> None:
+    # aiomqtt stores why the connection ended in a future that nobody awaits
+    # when the drop happens outside message iteration; reading it here keeps
+    # asyncio from logging "Future exception was never retrieved".
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()

@@ -299,23 +299,28 @@ class CloudMqttSession:
             timeout=self._connect_timeout,
             tls_context=await self._tls_context(credentials),
         )
-        async with client:
-            if self.stats.connects:
-                self.stats.reconnects += 1
-            self.stats.connects += 1
-            self._backoff.reset()
-            self._client = client
-            await self._sync_subscriptions(client)
-            self._set_connected(True)
-            _LOGGER.info("Connected to EcoFlow broker %s:%s", credentials.host, credentials.port)
-            snapshots = self._spawn(self._snapshot_loop(client), "ecoflow-snapshot-requests")
-            try:
-                async for message in client.messages:
-                    self._dispatch(message)
-            finally:
-                snapshots.cancel()
-                with contextlib.suppress(asyncio.CancelledError):
-                    await snapshots
+        try:
+            async with client:
+                if self.stats.connects:
+                    self.stats.reconnects += 1
+                self.stats.connects += 1
+                self._backoff.reset()
+                self._client = client
+                await self._sync_subscriptions(client)
+                self._set_connected(True)
+                _LOGGER.info(
+                    "Connected to EcoFlow broker %s:%s", credentials.host, credentials.port
+                )
+                snapshots = self._spawn(self._snapshot_loop(client), "ecoflow-snapshot-requests")
+                try:
+                    async for message in client.messages:
+                        self._dispatch(message)
+                finally:
+                    snapshots.cancel()
+                    with contextlib.suppress(asyncio.CancelledError):
+                        await snapshots
+        finally:
+            _consume_disconnect_error(client)
 
     # -- topics -----------------------------------------------------------------
 
@@ -456,3 +461,12 @@ def _maybe_json(data: bytes) -> bytes | Mapping[str, Any]:
     except ValueError:
         return data
     return parsed if isinstance(parsed, dict) else data
+
+
+def _consume_disconnect_error(client: aiomqtt.Client) -> None:
+    # aiomqtt keeps why a connection ended in a future nobody awaits when the
+    # drop happens outside message iteration; reading it keeps asyncio from
+    # logging "Future exception was never retrieved" on every outage.
+    future = getattr(client, "_disconnected", None)
+    if isinstance(future, asyncio.Future) and future.done() and not future.cancelled():
+        future.exception()
