@@ -13,6 +13,7 @@ from .const import DOMAIN
 from .coordinator import EcoflowConfigEntry, EcoflowRuntimeData, EcoflowTelemetryCoordinator
 from .device_selection import devices_to_manage
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
+from .entity import station_device_info
 from .policy_coordinator import PolicyCoordinator
 from .services import async_setup_services
 
@@ -46,6 +47,13 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     telemetry = EcoflowTelemetryCoordinator(hass, entry, client, devices_to_manage(entry, account))
     await telemetry.async_apply_account_devices(account)
     entry.runtime_data = EcoflowRuntimeData(client=client, telemetry=telemetry)
+    # Stations are registered first so agents' devices can name them as parent.
+    registry = dr.async_get(hass)
+    for sn in telemetry.devices:
+        device = registry.async_get_or_create(
+            config_entry_id=entry.entry_id, **station_device_info(telemetry, sn)
+        )
+        telemetry.device_ids[sn] = device.id
     await telemetry.async_start()
     entry.async_on_unload(telemetry.async_stop)
     policy = PolicyCoordinator(hass, entry, telemetry)

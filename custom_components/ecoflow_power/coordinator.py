@@ -105,6 +105,8 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
             for sn, model in self.models.items()
         }
         self.account_serials: set[str] = set(self.devices)
+        # Device registry ids of the stations, filled in at setup.
+        self.device_ids: dict[str, str] = {}
         self.session = CloudMqttSession(
             client,
             client_id=mqtt_client_id(entry.unique_id or entry.entry_id),

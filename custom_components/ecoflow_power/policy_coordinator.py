@@ -41,11 +41,9 @@ from .policy.protocol import (
     AckStatus,
     AgentState,
     AgentStatus,
-    ack_topic,
     command_topic,
     parse_ack,
     parse_status,
-    status_topic,
 )
 from .policy.status import PolicyStatus
 from .policy.telemetry import PolicyTelemetry
@@ -148,12 +146,12 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self.mqtt_available = True
         self._unsubscribers.append(
             await mqtt.async_subscribe(
-                self.hass, ack_topic(self.prefix, "+"), self._handle_ack_message, qos=1
+                self.hass, f"{self.prefix}/+/ack", self._handle_ack_message, qos=1
             )
         )
         self._unsubscribers.append(
             await mqtt.async_subscribe(
-                self.hass, status_topic(self.prefix, "+"), self._handle_status_message, qos=1
+                self.hass, f"{self.prefix}/+/status", self._handle_status_message, qos=1
             )
         )
 

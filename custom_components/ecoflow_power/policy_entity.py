@@ -48,7 +48,7 @@ class EcoflowAgentEntity(CoordinatorEntity[PolicyCoordinator]):
             manufacturer="EcoFlow Power Management",
             model="Host agent",
             name=f"Agent {agent_id}",
-            via_device=(DOMAIN, agent.device),
+            via_device_id=coordinator.telemetry.device_ids.get(agent.device),
         )
 
     @property

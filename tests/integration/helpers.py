@@ -6,10 +6,11 @@ import json
 from pathlib import Path
 from typing import Any
 
-from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
-from custom_components.ecoflow_power.ecoflow.state import MessageSource
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
+
+from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
+from custom_components.ecoflow_power.ecoflow.state import MessageSource
 
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"
 

@@ -6,6 +6,9 @@ from datetime import timedelta
 from unittest.mock import AsyncMock
 
 from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import device_registry as dr, entity_registry as er
 import pytest
 from pytest_homeassistant_custom_component.common import (
     MockConfigEntry,
@@ -14,9 +17,6 @@ from pytest_homeassistant_custom_component.common import (
 from syrupy.assertion import SnapshotAssertion
 
 from custom_components.ecoflow_power.const import DOMAIN
-from homeassistant.const import STATE_UNAVAILABLE, STATE_UNKNOWN
-from homeassistant.core import HomeAssistant
-from homeassistant.helpers import device_registry as dr, entity_registry as er
 
 from .conftest import DELTA2_SN, RIVER3_SN
 from .helpers import capture_bytes, capture_json, feed
@@ -130,9 +130,7 @@ async def test_flood_of_identical_and_jittering_messages_writes_no_state(
     base = capture_json("js01_delta2_getreply_latestQuotas_iobroker.json")
     await feed(hass, loaded, DELTA2_SN, base)
     changes: list[str] = []
-    hass.bus.async_listen(
-        "state_changed", lambda event: changes.append(event.data["entity_id"])
-    )
+    hass.bus.async_listen("state_changed", lambda event: changes.append(event.data["entity_id"]))
     quota_map = base["data"]["quotaMap"]
     for index in range(50):
         freezer.tick(timedelta(seconds=1))
@@ -140,6 +138,8 @@ async def test_flood_of_identical_and_jittering_messages_writes_no_state(
         # Below display precision: 230.226 V -> 230.3 V, 344 W -> 344.2 W.
         jittered["inv.acInVol"] = 230226 + (index % 3) * 40
         jittered["pd.wattsOutSum"] = 344 + (index % 2) * 0.2
-        await feed(hass, loaded, DELTA2_SN, {**base, "data": {**base["data"], "quotaMap": jittered}})
+        await feed(
+            hass, loaded, DELTA2_SN, {**base, "data": {**base["data"], "quotaMap": jittered}}
+        )
     # Only the diagnostic "last telemetry" sensor may change (it is disabled by default).
     assert [c for c in changes if "last_telemetry" not in c] == []

@@ -1,0 +1,127 @@
+"""HA's MQTT integration against a real mosquitto, and a side-channel subscriber."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from datetime import timedelta
+import json
+import time
+from typing import Any
+from unittest.mock import patch
+
+from homeassistant.components import mqtt
+from homeassistant.core import HomeAssistant
+from pytest_homeassistant_custom_component.common import (
+    MockConfigEntry,
+    async_fire_time_changed,
+)
+
+from tests.helpers.mosquitto import MosquittoBroker
+
+
+async def setup_real_mqtt(hass: HomeAssistant, broker: MosquittoBroker) -> MockConfigEntry:
+    """Set up HA's MQTT integration connected to the test's own broker."""
+    entry = MockConfigEntry(
+        domain=mqtt.DOMAIN,
+        data={"broker": broker.host, "port": broker.port},
+        version=1,
+        minor_version=2,
+    )
+    entry.add_to_hass(hass)
+    # The harness's config folder has no configuration.yaml.
+    with patch("homeassistant.config.load_yaml_config_file", return_value={}):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+    assert await mqtt.async_wait_for_mqtt_client(hass)
+    return entry
+
+
+async def real_sleep(seconds: float) -> None:
+    """Sleep in wall-clock time: tests freeze the loop's clock with the freezer."""
+    await asyncio.get_running_loop().run_in_executor(None, time.sleep, seconds)
+
+
+async def wait_for(hass: HomeAssistant, predicate: Callable[[], bool], seconds: float = 10) -> None:
+    """Poll until `predicate()` holds, letting HA work between polls."""
+    for _ in range(int(seconds / 0.05)):
+        await hass.async_block_till_done()
+        if predicate():
+            return
+        await real_sleep(0.05)
+    raise AssertionError("condition not met in time")
+
+
+async def flush_subscriptions(hass: HomeAssistant, freezer: Any) -> None:
+    """HA sends subscriptions after a short cooldown timer: run it, then await SUBACK."""
+    freezer.tick(timedelta(seconds=2))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+    await real_sleep(0.3)
+
+
+class SideSubscriber:
+    """mosquitto_sub as a separate process: sees exactly what reached the broker."""
+
+    def __init__(self, broker: MosquittoBroker, topic: str, count: int, wait: float = 15) -> None:
+        self.args = [
+            "mosquitto_sub",
+            "-h",
+            broker.host,
+            "-p",
+            str(broker.port),
+            "-t",
+            topic,
+            "-C",
+            str(count),
+            "-W",
+            str(int(wait)),
+            "-q",
+            "1",
+            "-v",
+        ]
+        self.process: asyncio.subprocess.Process | None = None
+
+    async def __aenter__(self) -> SideSubscriber:
+        self.process = await asyncio.create_subprocess_exec(
+            *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
+        )
+        # Give it time to subscribe before anything is published.
+        await real_sleep(0.5)
+        return self
+
+    async def messages(self) -> list[tuple[str, dict[str, Any]]]:
+        assert self.process is not None
+        out, _ = await self.process.communicate()
+        result = []
+        for line in out.decode().splitlines():
+            topic, _, payload = line.partition(" ")
+            result.append((topic, json.loads(payload)))
+        return result
+
+    async def __aexit__(self, *exc: object) -> None:
+        if self.process and self.process.returncode is None:
+            self.process.kill()
+            await self.process.wait()
+
+
+async def publish_side(
+    broker: MosquittoBroker, topic: str, payload: dict[str, Any], retain: bool = False
+) -> None:
+    args = [
+        "mosquitto_pub",
+        "-h",
+        broker.host,
+        "-p",
+        str(broker.port),
+        "-t",
+        topic,
+        "-q",
+        "1",
+        "-m",
+        json.dumps(payload),
+    ]
+    if retain:
+        args.append("-r")
+    process = await asyncio.create_subprocess_exec(*args)
+    assert await process.wait() == 0

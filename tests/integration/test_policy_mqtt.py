@@ -1,0 +1,251 @@
+"""The shutdown policy in Home Assistant against a real mosquitto broker."""
+
+from __future__ import annotations
+
+import copy
+from datetime import timedelta
+from typing import Any
+from unittest.mock import AsyncMock
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.ecoflow_power.const import (
+    CONF_AGENTS,
+    CONF_GRID_CONFIRM,
+    CONF_POLICY,
+    DOMAIN,
+    EVENT_POLICY,
+)
+from custom_components.ecoflow_power.policy.protocol import sign_message, verify_message
+from tests.helpers.mosquitto import MosquittoBroker, running_broker
+
+from .conftest import DELTA2_SN, RIVER3_SN, make_entry
+from .helpers import capture_json, feed
+from .mqtt_helpers import (
+    SideSubscriber,
+    flush_subscriptions,
+    publish_side,
+    setup_real_mqtt,
+    wait_for,
+)
+
+AGENT_SECRET = "nas-secret-for-tests"
+
+
+def delta2_payload(*, grid: bool, soc: int) -> dict[str, Any]:
+    """The real Delta 2 capture, with the grid and battery level set."""
+    capture = copy.deepcopy(capture_json("js01_delta2_getreply_latestQuotas_iobroker.json"))
+    quota = capture["data"]["quotaMap"]
+    for key in ("bms_emsStatus.lcdShowSoc", "bms_bmsStatus.soc", "pd.soc"):
+        quota[key] = soc
+    for key in ("bms_emsStatus.f32LcdShowSoc", "bms_bmsStatus.f32ShowSoc"):
+        quota[key] = float(soc)
+    if not grid:
+        quota.update({"inv.acInVol": 0, "inv.inputWatts": 0, "pd.wattsInSum": 0, "inv.acInFreq": 0})
+    return capture
+
+
+@pytest.fixture
+def broker(socket_enabled: None) -> MosquittoBroker:
+    with running_broker() as broker:
+        yield broker
+
+
+@pytest.fixture
+async def loaded(
+    hass: HomeAssistant,
+    broker: MosquittoBroker,
+    mock_client: AsyncMock,
+    fake_session,
+    freezer: FrozenDateTimeFactory,
+):
+    # Setup ticks the clock 2 s (flush_subscriptions): telemetry starts at 12:00:02.
+    freezer.move_to("2026-11-01T12:00:00+00:00")
+    mqtt_entry = await setup_real_mqtt(hass, broker)
+    entry = make_entry(
+        **{
+            CONF_GRID_CONFIRM: 0,
+            CONF_AGENTS: {
+                "nas": {
+                    "device": DELTA2_SN,
+                    "secret": AGENT_SECRET,
+                    "soc_threshold": None,
+                    "delay_sec": None,
+                },
+            },
+            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await flush_subscriptions(hass, freezer)
+    yield entry, fake_session.instances[-1]
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.config_entries.async_unload(mqtt_entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
+    freezer.tick(timedelta(seconds=seconds))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+
+
+async def test_outage_sends_signed_shutdown_on_the_agent_topic(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    entry, session = loaded
+    events: list[dict[str, Any]] = []
+    hass.bus.async_listen(EVENT_POLICY, lambda event: events.append(dict(event.data)))
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "normal"
+
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "critical_pending"
+    assert hass.states.get("sensor.rack_shutdown_fires_at").state == "2026-11-01T12:01:02+00:00"
+
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
+        await _advance(hass, freezer, 30)
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
+        await _advance(hass, freezer, 31)
+        messages = await subscriber.messages()
+    assert len(messages) == 1
+    topic, command = messages[0]
+    assert topic == "power-manager/nas/cmd"
+    assert command["action"] == "shutdown"
+    assert command["delay_sec"] == 30
+    assert command["device"] == DELTA2_SN
+    assert verify_message(command, AGENT_SECRET)
+    assert not verify_message(command, "another-secret")
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "shutdown_sent"
+    assert {"grid_lost", "battery_critical", "shutdown_sent"} <= {e["type"] for e in events}
+
+
+async def test_forged_ack_is_ignored_and_a_valid_one_updates_the_agent(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    entry, session = loaded
+    policy = entry.runtime_data.policy
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
+        response = await hass.services.async_call(
+            DOMAIN,
+            "shutdown",
+            {"agents": ["nas"], "delay_sec": 120},
+            blocking=True,
+            return_response=True,
+        )
+        command = (await subscriber.messages())[0][1]
+    assert response == {"sent": ["nas"]}
+    ack = {
+        "v": 1,
+        "id": command["id"],
+        "agent": "nas",
+        "status": "received",
+        "at": int(freezer().timestamp()),
+        "detail": "",
+    }
+
+    forged = ack | {"sig": sign_message(ack, "not-the-agent-secret")}
+    await publish_side(broker, "power-manager/nas/ack", forged)
+    await wait_for(hass, lambda: policy.rejected_messages == 1)
+    assert hass.states.get("sensor.agent_nas_last_acknowledgement").state == "unknown"
+
+    await publish_side(
+        broker, "power-manager/nas/ack", ack | {"sig": sign_message(ack, AGENT_SECRET)}
+    )
+    await wait_for(
+        hass, lambda: hass.states.get("sensor.agent_nas_last_acknowledgement").state == "received"
+    )
+    assert hass.states.get("sensor.agent_nas_last_command").state == "shutdown"
+
+
+async def test_agent_status_and_last_will(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded
+) -> None:
+    events: list[dict[str, Any]] = []
+    hass.bus.async_listen(EVENT_POLICY, lambda event: events.append(dict(event.data)))
+    base = {
+        "v": 1,
+        "agent": "nas",
+        "hostname": "nas",
+        "platform": "linux",
+        "agent_version": "1.0.0",
+        "dry_run": True,
+        "shutdown_sec": 30,
+        "at": 1,
+    }
+    online = base | {"state": "online"}
+    await publish_side(
+        broker,
+        "power-manager/nas/status",
+        online | {"sig": sign_message(online, AGENT_SECRET)},
+        retain=True,
+    )
+    await wait_for(hass, lambda: hass.states.get("binary_sensor.agent_nas_online").state == "on")
+    offline = base | {"state": "offline"}
+    await publish_side(
+        broker,
+        "power-manager/nas/status",
+        offline | {"sig": sign_message(offline, AGENT_SECRET)},
+        retain=True,
+    )
+    await wait_for(hass, lambda: hass.states.get("binary_sensor.agent_nas_online").state == "off")
+    assert [e["type"] for e in events] == ["agent_offline"]
+
+
+async def test_restart_in_the_middle_of_a_pending_shutdown_resumes_it(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    entry, session = loaded
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "critical_pending"
+
+    # Home Assistant restarts: the entry unloads (state stored) and loads again.
+    assert await hass.config_entries.async_reload(entry.entry_id)
+    await hass.async_block_till_done()
+    session = type(session).instances[-1]
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "critical_pending"
+    assert hass.states.get("sensor.rack_shutdown_fires_at").state == "2026-11-01T12:01:02+00:00"
+
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=2, wait=4) as subscriber:
+        await _advance(hass, freezer, 20)
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
+        await _advance(hass, freezer, 41)
+        messages = await subscriber.messages()
+    # Exactly one shutdown: resumed, not duplicated.
+    assert [m[1]["action"] for m in messages] == ["shutdown"]
+
+
+async def test_services_without_mqtt_raise_a_translated_error(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session
+) -> None:
+    from homeassistant.exceptions import ServiceValidationError
+
+    entry = make_entry(
+        **{
+            CONF_AGENTS: {
+                "nas": {
+                    "device": RIVER3_SN,
+                    "secret": "s",
+                    "soc_threshold": None,
+                    "delay_sec": None,
+                }
+            }
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "abort", {"agents": ["nas"]}, blocking=True)
+    assert err.value.translation_key == "mqtt_missing"
+    from homeassistant.helpers import issue_registry as ir
+
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"mqtt_missing_{entry.entry_id}")
+    # Telemetry still works without MQTT.
+    assert hass.states.get("binary_sensor.study_ups_grid_power") is not None
