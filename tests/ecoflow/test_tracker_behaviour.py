@@ -271,3 +271,31 @@ def test_powerstate_is_immutable_and_comparable() -> None:
         state.soc = 5.0  # type: ignore[misc]
     with pytest.raises(TypeError):
         state.energy_kwh["ac_in"] = 2.0  # type: ignore[index]
+
+
+def test_open_api_push_of_an_extra_pack_counts_toward_soc_min() -> None:
+    """An Open-API push for extra pack 1 must feed soc_min like quota/all does.
+
+    Found when the stand-in's two diverging packs gave soc_min 89 while the
+    extra pack was at 87: the push's group name did not match quota/all's.
+    """
+    import json as _json
+    from pathlib import Path as _Path
+
+    from custom_components.ecoflow_power.ecoflow.models import identify_model as _identify
+    from custom_components.ecoflow_power.ecoflow.state import MessageSource as _Source
+    from custom_components.ecoflow_power.ecoflow.tracker import DeviceTracker as _Tracker
+
+    capture = _json.loads(
+        (
+            _Path(__file__).parent.parent
+            / "fixtures/captures/js05_delta2max_2slaves_getreply_latestQuotas_tolwi_diag.json"
+        ).read_text()
+    )
+    tracker = _Tracker("R351ZEB4ZEA00001", _identify("R351ZEB4ZEA00001", "DELTA 2 Max"))
+    assert tracker.ingest(capture, _Source.GET_REPLY, 1000.0)
+    assert tracker.snapshot(1000.0, 120).soc_min == 67  # slave 2 is the weakest
+    push = {"typeCode": "bmsSlaveStatus_1", "params": {"soc": 40, "f32ShowSoc": 40.0}}
+    tracker.ingest(push, _Source.OPEN_QUOTA, 1001.0)
+    tracker.ingest(push, _Source.OPEN_QUOTA, 1002.0)  # a second reading confirms the drop
+    assert tracker.snapshot(1002.0, 120).soc_min == 40

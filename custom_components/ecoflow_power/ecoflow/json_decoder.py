@@ -45,10 +45,20 @@ _DELTA_PRO_TYPE_CODE_GROUPS: dict[str, str] = {
 }
 
 
+_SLAVE_TYPE_CODE = "bmsSlaveStatus_"
+
+
 def _group_for(type_code: str, family: DeviceFamily) -> str:
-    table = _DELTA_PRO_TYPE_CODE_GROUPS if family is DeviceFamily.DELTA_PRO else _TYPE_CODE_GROUPS
+    delta_pro = family is DeviceFamily.DELTA_PRO
+    table = _DELTA_PRO_TYPE_CODE_GROUPS if delta_pro else _TYPE_CODE_GROUPS
     if type_code in table:
         return table[type_code]
+    if type_code.startswith(_SLAVE_TYPE_CODE):
+        # Extra packs must land under the names quota/all uses, or the weakest
+        # pack goes missing from soc_min: Delta 2 family "bms_slave_bmsSlaveStatus_1.*"
+        # (as tolwi/hassio-ecoflow-cloud maps it), Delta Pro "bmsSlave1.*" (js02).
+        index = type_code.removeprefix(_SLAVE_TYPE_CODE)
+        return f"bmsSlave{index}" if delta_pro else f"bms_slave_{type_code}"
     return type_code.removesuffix("Status") or type_code
 
 
