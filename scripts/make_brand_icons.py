@@ -17,7 +17,9 @@ def draw(size: int) -> Image.Image:
     pen = ImageDraw.Draw(image)
     s = size / 256
     # Battery body with a terminal cap, drawn as outlines so it reads at 32 px.
-    pen.rounded_rectangle((40 * s, 56 * s, 216 * s, 216 * s), radius=22 * s, outline=DARK, width=round(14 * s))
+    pen.rounded_rectangle(
+        (40 * s, 56 * s, 216 * s, 216 * s), radius=22 * s, outline=DARK, width=round(14 * s)
+    )
     pen.rounded_rectangle((96 * s, 32 * s, 160 * s, 58 * s), radius=8 * s, fill=DARK)
     # A lightning bolt: power flowing.
     bolt = [(142, 76), (88, 146), (124, 146), (108, 198), (168, 120), (130, 120), (150, 76)]

@@ -98,7 +98,7 @@ async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds:
 async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
 ) -> None:
-    entry, session = loaded
+    _entry, session = loaded
     events: list[dict[str, Any]] = []
     hass.bus.async_listen(EVENT_POLICY, lambda event: events.append(dict(event.data)))
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
@@ -128,7 +128,7 @@ async def test_outage_sends_signed_shutdown_on_the_agent_topic(
 async def test_forged_ack_is_ignored_and_a_valid_one_updates_the_agent(
     hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
 ) -> None:
-    entry, session = loaded
+    entry, _session = loaded
     policy = entry.runtime_data.policy
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
         response = await hass.services.async_call(
