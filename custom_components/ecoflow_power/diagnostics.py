@@ -22,13 +22,25 @@ def mask_serial(sn: str) -> str:
     return f"{sn[:4]}{'*' * (len(sn) - 6)}{sn[-2:]}"
 
 
+def _is_serial_key(key: Any) -> bool:
+    # Pack and module serials ride inside payloads ("bms.0.bms_sn", "module_sn").
+    return isinstance(key, str) and (key.lower().endswith("_sn") or key.lower() in {"sn", "serial"})
+
+
 def _mask_serials(value: Any, serials: set[str]) -> Any:
     if isinstance(value, str):
         for sn in serials:
             value = value.replace(sn, mask_serial(sn))
         return value
     if isinstance(value, dict):
-        return {_mask_serials(k, serials): _mask_serials(v, serials) for k, v in value.items()}
+        return {
+            _mask_serials(k, serials): (
+                mask_serial(v)
+                if _is_serial_key(str(k).rsplit(".", 1)[-1]) and isinstance(v, str) and v
+                else _mask_serials(v, serials)
+            )
+            for k, v in value.items()
+        }
     if isinstance(value, list | tuple):
         return [_mask_serials(item, serials) for item in value]
     return value

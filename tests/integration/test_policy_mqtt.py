@@ -28,6 +28,7 @@ from .mqtt_helpers import (
     SideSubscriber,
     flush_subscriptions,
     publish_side,
+    real_sleep,
     setup_real_mqtt,
     wait_for,
 )
@@ -249,3 +250,98 @@ async def test_services_without_mqtt_raise_a_translated_error(
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"mqtt_missing_{entry.entry_id}")
     # Telemetry still works without MQTT.
     assert hass.states.get("binary_sensor.study_ups_grid_power") is not None
+
+
+async def test_shutdown_and_abort_by_device_target(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded
+) -> None:
+    from homeassistant.helpers import device_registry as dr
+
+    entry, _session = loaded
+    registry = dr.async_get(hass)
+    station = registry.async_get_device_by_identifier((DOMAIN, DELTA2_SN), entry.entry_id)
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=2) as subscriber:
+        await hass.services.async_call(
+            DOMAIN,
+            "shutdown",
+            {"device_id": [station.id], "delay_sec": 300, "reason": "maintenance"},
+            blocking=True,
+        )
+        response = await hass.services.async_call(
+            DOMAIN, "abort", {"device_id": [station.id]}, blocking=True, return_response=True
+        )
+        messages = await subscriber.messages()
+    assert response == {"sent": ["nas"]}
+    shutdown, abort = (message for _, message in messages)
+    assert (shutdown["action"], shutdown["reason"], shutdown["delay_sec"]) == (
+        "shutdown",
+        "maintenance",
+        300,
+    )
+    assert abort["action"] == "abort"
+    assert verify_message(abort, AGENT_SECRET)
+
+
+async def test_service_target_errors(hass: HomeAssistant, loaded) -> None:
+    from homeassistant.exceptions import ServiceValidationError
+
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "shutdown", {"agents": ["ghost"]}, blocking=True)
+    assert err.value.translation_key == "unknown_agent"
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "abort", {"device_id": ["nope"]}, blocking=True)
+    assert err.value.translation_key == "unknown_device"
+    with pytest.raises(ServiceValidationError) as err:
+        await hass.services.async_call(DOMAIN, "abort", {}, blocking=True)
+    assert err.value.translation_key == "no_agents"
+
+
+async def test_ping_agents_reports_who_answered(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    import asyncio
+
+    async def answer_like_an_agent() -> None:
+        async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
+            ping = (await subscriber.messages())[0][1]
+        pong = {
+            "v": 1,
+            "id": ping["id"],
+            "agent": "nas",
+            "status": "pong",
+            "at": ping["issued_at"],
+            "detail": "",
+        }
+        await publish_side(
+            broker, "power-manager/nas/ack", pong | {"sig": sign_message(pong, AGENT_SECRET)}
+        )
+
+    agent = asyncio.create_task(answer_like_an_agent())
+    await real_sleep(0.7)
+    response = await hass.services.async_call(
+        DOMAIN, "ping_agents", {"timeout": 10}, blocking=True, return_response=True
+    )
+    await agent
+    assert response["agents"]["nas"]["answered"] is True
+    assert hass.states.get("sensor.agent_nas_last_acknowledgement").state == "pong"
+
+
+async def test_disarmed_policy_decides_but_publishes_nothing(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    _entry, session = loaded
+    await hass.services.async_call(
+        "switch", "turn_off", {"entity_id": "switch.rack_shutdown_policy_armed"}, blocking=True
+    )
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "disarmed"
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=1, wait=3) as subscriber:
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
+        await _advance(hass, freezer, 61)
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
+        messages = await subscriber.messages()
+    assert messages == []
+    await hass.services.async_call(
+        "switch", "turn_on", {"entity_id": "switch.rack_shutdown_policy_armed"}, blocking=True
+    )
+    assert hass.states.get("switch.rack_shutdown_policy_armed").state == "on"

@@ -1,0 +1,192 @@
+"""Options flow: the shutdown policy of a station, and adding, editing, removing agents."""
+
+from __future__ import annotations
+
+from unittest.mock import AsyncMock
+
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
+import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
+
+from custom_components.ecoflow_power.const import CONF_AGENTS, CONF_POLICY, CONF_TOPIC_PREFIX
+
+from .conftest import DELTA2_SN, RIVER3_SN, make_entry
+
+NAS = {"device": RIVER3_SN, "secret": "old-secret", "soc_threshold": 15.0, "delay_sec": None}
+
+
+@pytest.fixture
+async def entry(hass: HomeAssistant, mock_client: AsyncMock, fake_session) -> MockConfigEntry:
+    entry = make_entry(**{CONF_AGENTS: {"nas": dict(NAS)}})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    return entry
+
+
+async def _menu(hass: HomeAssistant, entry: MockConfigEntry, step: str) -> dict:
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["type"] is FlowResultType.MENU
+    assert set(result["menu_options"]) == {
+        "telemetry",
+        "policy",
+        "add_agent",
+        "edit_agent",
+        "remove_agent",
+    }
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": step}
+    )
+
+
+async def test_policy_settings_of_a_station(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    result = await _menu(hass, entry, "policy")
+    assert result["step_id"] == "policy"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"station": DELTA2_SN}
+    )
+    assert result["step_id"] == "policy_settings"
+    assert "Rack" in result["description_placeholders"]["station"]
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "soc_threshold": 30,
+            "runtime_threshold_min": 0,
+            "debounce_sec": 90,
+            "delay_sec": 45,
+            "ttl_sec": 600,
+            "cooldown_sec": 900,
+            "dry_run": True,
+            CONF_TOPIC_PREFIX: " lab/ups/ ",
+        },
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_POLICY][DELTA2_SN] == {
+        "soc_threshold": 30.0,
+        "runtime_threshold_min": None,
+        "debounce_sec": 90,
+        "delay_sec": 45,
+        "ttl_sec": 600,
+        "cooldown_sec": 900,
+        "dry_run": True,
+    }
+    assert entry.options[CONF_TOPIC_PREFIX] == "lab/ups"
+    # The reloaded engine runs with them.
+    engine = entry.runtime_data.policy.engines[DELTA2_SN]
+    assert engine.settings.soc_threshold == 30
+    assert engine.settings.dry_run is True
+    assert entry.runtime_data.policy.prefix == "lab/ups"
+
+
+async def test_add_agent_shows_its_secret_once(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    result = await _menu(hass, entry, "add_agent")
+    assert result["step_id"] == "add_agent"
+    base = {"station": DELTA2_SN, "soc_threshold": 40}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], base | {"agent_id": "bad id!"}
+    )
+    assert result["errors"] == {"agent_id": "invalid_agent_id"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], base | {"agent_id": "nas"}
+    )
+    assert result["errors"] == {"agent_id": "agent_exists"}
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], base | {"agent_id": "vm-low-priority"}
+    )
+    assert result["step_id"] == "agent_secret"
+    secret = result["description_placeholders"]["secret"]
+    assert len(secret) >= 40
+    assert result["description_placeholders"]["prefix"] == "power-manager"
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    agent = entry.options[CONF_AGENTS]["vm-low-priority"]
+    assert agent == {
+        "device": DELTA2_SN,
+        "secret": secret,
+        "soc_threshold": 40.0,
+        "delay_sec": None,
+    }
+    assert "vm-low-priority" in entry.runtime_data.policy.agents
+    assert hass.states.get("binary_sensor.agent_vm_low_priority_online") is not None
+
+
+async def test_edit_agent_keeps_or_regenerates_the_secret(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    result = await _menu(hass, entry, "edit_agent")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"agent_id": "nas"}
+    )
+    assert result["step_id"] == "agent_settings"
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"station": DELTA2_SN, "delay_sec": 10}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_AGENTS]["nas"] == {
+        "device": DELTA2_SN,
+        "secret": "old-secret",
+        "soc_threshold": None,
+        "delay_sec": 10,
+    }
+
+    result = await _menu(hass, entry, "edit_agent")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"agent_id": "nas"}
+    )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"station": DELTA2_SN, "new_secret": True}
+    )
+    assert result["step_id"] == "agent_secret"
+    new_secret = result["description_placeholders"]["secret"]
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
+    await hass.async_block_till_done()
+    assert entry.options[CONF_AGENTS]["nas"]["secret"] == new_secret != "old-secret"
+
+
+async def test_remove_agent(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    result = await _menu(hass, entry, "remove_agent")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"agents": ["nas"]}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_AGENTS] == {}
+    assert entry.runtime_data.policy.agents == {}
+
+
+async def test_menu_of_an_entry_without_agents(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session
+) -> None:
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["menu_options"] == ["telemetry", "policy", "add_agent"]
+
+
+async def test_policy_step_skips_the_station_choice_with_one_station(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session
+) -> None:
+    entry = make_entry(devices=[RIVER3_SN], excluded_devices=[DELTA2_SN])
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "policy"}
+    )
+    assert result["step_id"] == "policy_settings"
+
+
+async def test_menu_of_an_unloaded_entry_offers_telemetry_only(
+    hass: HomeAssistant, mock_client: AsyncMock
+) -> None:
+    entry = make_entry()
+    entry.add_to_hass(hass)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    assert result["menu_options"] == ["telemetry"]
