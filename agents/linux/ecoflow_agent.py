@@ -465,7 +465,7 @@ def run_argv(argv: list[str], timeout: float) -> tuple[bool, str]:
             close_fds=True,
         )
     except OSError as err:
-        return False, f"cannot start ({err.strerror or err})"
+        return False, f"cannot start: {err.strerror or err}"
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:

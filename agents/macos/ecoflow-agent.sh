@@ -46,6 +46,7 @@ STATE_DIR="/usr/local/var/ecoflow-agent"
 SEEN_RETAIN_SEC="604800"
 SHUTDOWN_COMMAND="/sbin/shutdown -h +0"
 SHUTDOWN_SEC="60"
+HEARTBEAT_SEC="30"
 PRE_SHUTDOWN_1="" PRE_SHUTDOWN_2="" PRE_SHUTDOWN_3="" PRE_SHUTDOWN_4="" PRE_SHUTDOWN_5=""
 PRE_SHUTDOWN_6="" PRE_SHUTDOWN_7="" PRE_SHUTDOWN_8="" PRE_SHUTDOWN_9=""
 PRE_SHUTDOWN_1_TIMEOUT="60" PRE_SHUTDOWN_2_TIMEOUT="60" PRE_SHUTDOWN_3_TIMEOUT="60"
@@ -84,6 +85,7 @@ set_key() {
     SEEN_RETAIN_SEC) SEEN_RETAIN_SEC="$2" ;;
     SHUTDOWN_COMMAND) SHUTDOWN_COMMAND="$2" ;;
     SHUTDOWN_SEC) SHUTDOWN_SEC="$2" ;;
+    HEARTBEAT_SEC) HEARTBEAT_SEC="$2" ;;
     PRE_SHUTDOWN_1) PRE_SHUTDOWN_1="$2" ;;
     PRE_SHUTDOWN_2) PRE_SHUTDOWN_2="$2" ;;
     PRE_SHUTDOWN_3) PRE_SHUTDOWN_3="$2" ;;
@@ -109,7 +111,7 @@ set_key() {
 
 ALL_KEYS="MQTT_HOST MQTT_PORT MQTT_USERNAME MQTT_PASSWORD MQTT_CAFILE MQTT_CERTFILE MQTT_KEYFILE
 MQTT_TLS_INSECURE MQTT_KEEPALIVE AGENT_ID SECRET PREFIX SKEW_SEC DRY_RUN STATE_DIR SEEN_RETAIN_SEC
-SHUTDOWN_COMMAND SHUTDOWN_SEC $PRE_SHUTDOWN_KEYS PRE_SHUTDOWN_1_TIMEOUT PRE_SHUTDOWN_2_TIMEOUT
+SHUTDOWN_COMMAND SHUTDOWN_SEC HEARTBEAT_SEC $PRE_SHUTDOWN_KEYS PRE_SHUTDOWN_1_TIMEOUT PRE_SHUTDOWN_2_TIMEOUT
 PRE_SHUTDOWN_3_TIMEOUT PRE_SHUTDOWN_4_TIMEOUT PRE_SHUTDOWN_5_TIMEOUT PRE_SHUTDOWN_6_TIMEOUT
 PRE_SHUTDOWN_7_TIMEOUT PRE_SHUTDOWN_8_TIMEOUT PRE_SHUTDOWN_9_TIMEOUT"
 
@@ -176,6 +178,8 @@ validate_config() {
   is_uint "$MQTT_PORT" || die "MQTT_PORT must be a number"
   is_uint "$SKEW_SEC" || die "SKEW_SEC must be a number"
   is_uint "$SHUTDOWN_SEC" || die "SHUTDOWN_SEC must be a number"
+  is_uint "$HEARTBEAT_SEC" || die "HEARTBEAT_SEC must be a number"
+  [ "$HEARTBEAT_SEC" -ge 1 ] || die "HEARTBEAT_SEC must be >= 1"
   is_uint "$SEEN_RETAIN_SEC" || die "SEEN_RETAIN_SEC must be a number"
   is_uint "$MQTT_KEEPALIVE" || die "MQTT_KEEPALIVE must be a number"
   local i t
@@ -603,46 +607,95 @@ on_term() {
   exit 0
 }
 
+# Is the subscription live? mosquitto_sub buffers its stdout when it is a
+# pipe and says nothing on reconnects, so the agent publishes a probe to its
+# own "$BASE/probe" topic (subscribed together with the command topic) and
+# publishes the retained online status once the probe comes back: at start,
+# and whenever a heartbeat probe got lost (the broker may have published our
+# will meanwhile).
+PROBE_TOKEN=""
+PROBE_SENT_AT=0
+NEXT_PROBE=0
+ONLINE=0
+
+probe_tick() {
+  local t
+  t="$(now)"
+  if [ -n "$PROBE_TOKEN" ]; then
+    if [ "$ONLINE" = 1 ] && [ $((t - PROBE_SENT_AT)) -ge 5 ]; then
+      warn "heartbeat probe not seen for 5s: broker connection lost?"
+      ONLINE=0
+      PROBE_TOKEN=""
+    elif [ "$ONLINE" = 0 ] && [ $((t - PROBE_SENT_AT)) -ge 2 ]; then
+      PROBE_TOKEN=""
+    fi
+  fi
+  if [ -z "$PROBE_TOKEN" ] && { [ "$ONLINE" = 0 ] || [ "$t" -ge "$NEXT_PROBE" ]; }; then
+    PROBE_TOKEN="probe-$t-$RANDOM$RANDOM"
+    PROBE_SENT_AT="$t"
+    NEXT_PROBE=$((t + HEARTBEAT_SEC))
+    if ! mqtt_publish "$BASE/probe" "$PROBE_TOKEN" 0 && [ "$ONLINE" = 1 ]; then
+      warn "broker connection lost; waiting for mosquitto_sub to reconnect"
+      ONLINE=0
+    fi
+  fi
+}
+
+probe_seen() { # hex payload
+  hex_decode "$1" || return 0
+  [ -n "$PROBE_TOKEN" ] && [ "$PAYLOAD" = "$PROBE_TOKEN" ] || return 0
+  PROBE_TOKEN=""
+  if [ "$ONLINE" = 0 ]; then
+    ONLINE=1
+    info "connected to $MQTT_HOST:$MQTT_PORT and subscribed to $BASE/cmd"
+    mqtt_publish "$BASE/status" "$(status_json online)" 1
+  fi
+}
+
+dispatch_line() {
+  local topic="${1%% *}" hex="${1#* }"
+  [ "$topic" != "$1" ] || hex=""
+  case "$topic" in
+    "$BASE/probe") probe_seen "$hex" ;;
+    "$BASE/cmd") handle_message "$hex" ;;
+    *) warn "message on unexpected topic ignored" ;;
+  esac
+}
+
 run() {
-  local backoff=1 fifo line will
+  local backoff=1 fifo line will waited
   trap on_term TERM INT HUP
   while [ "$STOPPING" = 0 ]; do
     fifo="$RUN_DIR/sub.fifo"
     rm -f "$fifo"
     mkfifo "$fifo" || die "cannot create $fifo"
     will="$(status_json offline)"
-    XDG_CONFIG_HOME="$RUN_DIR" mosquitto_sub -d -q 1 -c -i "ecoflow-agent-$AGENT_ID" \
-      -k "$MQTT_KEEPALIVE" -t "$BASE/cmd" -F '%x' \
+    XDG_CONFIG_HOME="$RUN_DIR" mosquitto_sub -q 1 -c -i "ecoflow-agent-$AGENT_ID" \
+      -k "$MQTT_KEEPALIVE" -t "$BASE/cmd" -t "$BASE/probe" -F '%t %x' \
       --will-topic "$BASE/status" --will-payload "$will" --will-qos 1 --will-retain \
       > "$fifo" 2>/dev/null &
     SUB_PID=$!
     exec 3< "$fifo"
+    ONLINE=0
+    PROBE_TOKEN=""
     while :; do
       if IFS= read -r -t 1 line <&3; then
-        case "$line" in
-          *'received CONNACK (0)'*)
-            info "connected to $MQTT_HOST:$MQTT_PORT"
-            backoff=1
-            mqtt_publish "$BASE/status" "$(status_json online)" 1
-            ;;
-          Client\ * | Subscribed* | Warning* | Error*) ;;
-          *) handle_message "$line" ;;
-        esac
+        dispatch_line "$line"
       elif ! kill -0 "$SUB_PID" 2>/dev/null; then
         # drain anything left, then restart the subscriber
-        while IFS= read -r -t 1 line <&3; do
-          case "$line" in Client\ * | Subscribed* | Warning* | Error*) ;; *) handle_message "$line" ;; esac
-        done
+        while IFS= read -r -t 1 line <&3; do dispatch_line "$line"; done
         break
       fi
+      probe_tick
       check_commit_point
     done
     exec 3<&-
     wait "$SUB_PID" 2>/dev/null
     SUB_PID=""
-    warn "mosquitto_sub ended; reconnecting in ${backoff}s"
+    ONLINE=0
+    warn "mosquitto_sub ended (broker unreachable?); restarting it in ${backoff}s"
     # keep the shutdown timer running while we wait
-    local waited=0
+    waited=0
     while [ "$waited" -lt "$backoff" ]; do
       sleep 1
       waited=$((waited + 1))

@@ -1,0 +1,457 @@
+"""Both host agents as real processes, in dry-run, against a real mosquitto.
+
+Every test runs once for the Linux (Python) agent and once for the macOS
+(bash) agent through the `harness` fixture (see conftest.py).
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+from pathlib import Path
+import time
+from typing import Any
+
+import pytest
+
+from tests.agents.conftest import (
+    DRY_RUN_SHUTDOWN_LINE,
+    LINUX_AGENT,
+    ROOT,
+    SECRET,
+    AgentProcess,
+    Harness,
+    canonical,
+    command,
+    read_retained,
+    sign,
+    signature_ok,
+)
+
+pytestmark = pytest.mark.broker
+
+PINNED_COMMAND = {
+    "v": 1,
+    "id": "3f2a9c1e-0b7d-4e21-9a55-6c1d2e3f4a5b",
+    "action": "shutdown",
+    "delay_sec": 60,
+    "ttl_sec": 300,
+    "issued_at": 1767225600,
+    "reason": "grid lost and soc_min 19.5 <= 20",
+    "device": "R651ZAB5XXXX0001",
+}
+PINNED_ACK = {
+    "v": 1,
+    "id": "3f2a9c1e-0b7d-4e21-9a55-6c1d2e3f4a5b",
+    "agent": "nas",
+    "status": "received",
+    "at": 1767225601,
+    "detail": "",
+}
+VECTORS = ROOT / "tests" / "fixtures" / "protocol" / "vectors.json"
+
+
+def assert_all_signed(h: Harness) -> None:
+    acks = h.collector.acks()
+    assert acks
+    for ack in acks:
+        assert signature_ok(ack), f"bad ack signature: {ack}"
+        assert ack["v"] == 1
+        assert ack["agent"] == h.agent_id
+        assert isinstance(ack["at"], int)
+        assert isinstance(ack["detail"], str)
+
+
+def statuses(h: Harness, cid: str) -> list[str]:
+    return [a["status"] for a in h.collector.acks(cid)]
+
+
+# ---------------------------------------------------------------- vectors
+
+
+def test_pinned_vectors_match_our_signing() -> None:
+    assert sign(PINNED_COMMAND) == (
+        "11eeb975bcbd82506888cd37ad2b34e146e2069da47e0f6a0b905276ba12a830"
+    )
+    assert sign(PINNED_ACK) == "a55d515ed6fe87d63c14a2b59530b8d5362f34f11acbca40d303e180195c8999"
+
+
+def test_linux_agent_signing_matches_vectors() -> None:
+    namespace: dict[str, Any] = {"__name__": "ecoflow_agent_under_test"}
+    exec(compile(LINUX_AGENT.read_text(), str(LINUX_AGENT), "exec"), namespace)
+    assert namespace["sign"](PINNED_COMMAND, SECRET) == sign(PINNED_COMMAND)
+    assert namespace["sign"](PINNED_ACK, SECRET) == sign(PINNED_ACK)
+    assert namespace["canonical_json"](PINNED_COMMAND) == canonical(PINNED_COMMAND)
+
+
+def test_shared_protocol_vectors_if_present() -> None:
+    if not VECTORS.exists():
+        pytest.skip("tests/fixtures/protocol/vectors.json not written yet")
+    data = json.loads(VECTORS.read_text())
+    found = 0
+
+    def walk(node: Any) -> None:
+        nonlocal found
+        if isinstance(node, dict):
+            secret = node.get("secret")
+            sig = node.get("sig")
+            msg = node.get("message") or node.get("command") or node.get("ack")
+            if isinstance(secret, str) and isinstance(msg, dict):
+                expected = sig or msg.get("sig")
+                if isinstance(expected, str) and node.get("valid", True):
+                    assert sign(msg, secret) == expected, node
+                    found += 1
+            for value in node.values():
+                walk(value)
+        elif isinstance(node, list):
+            for value in node:
+                walk(value)
+
+    walk(data)  # the layout is not settled yet: checks what it recognises
+
+
+def test_linux_agent_is_python39_syntax() -> None:
+    ast.parse(LINUX_AGENT.read_text(), feature_version=(3, 9))
+
+
+# ---------------------------------------------------------------- status / will
+
+
+def test_status_online_retained_and_will_offline_on_kill(harness: Harness) -> None:
+    online = harness.start_agent()
+    assert signature_ok(online)
+    assert online["agent"] == harness.agent_id
+    assert online["platform"] == ("linux" if harness.kind == "linux" else "macos")
+    assert online["dry_run"] is True
+    assert online["shutdown_sec"] == 45
+    assert online["hostname"]
+    assert online["agent_version"]
+    # retained: a late subscriber gets it too
+    retained = read_retained(harness.broker, harness.base + "/status")
+    assert retained is not None
+    assert retained["state"] == "online"
+    before = len(harness.collector.on("status"))
+    harness.agent.kill()
+    offline = harness.collector.wait_status("offline", after=before, timeout=10)
+    assert signature_ok(offline), offline
+    assert offline["agent"] == harness.agent_id
+
+
+def test_graceful_stop_publishes_offline(harness: Harness) -> None:
+    harness.start_agent()
+    before = len(harness.collector.on("status"))
+    harness.agent.stop()
+    offline = harness.collector.wait_status("offline", after=before, timeout=10)
+    assert signature_ok(offline)
+
+
+# ---------------------------------------------------------------- shutdown / abort
+
+
+def test_valid_shutdown_dry_run(harness: Harness, tmp_path: Path) -> None:
+    pwned = tmp_path / "pwned"
+    harness.start_agent(pre=[("flush", ["/bin/sync"], 5), ("echo", ["/bin/echo", "hi"], 5)])
+    cmd = command(
+        "shutdown",
+        delay_sec=1,
+        reason=f"$(touch {pwned}) `touch {pwned}`; touch {pwned}",
+        device=f"x$(touch {pwned})",
+    )
+    harness.send(cmd)
+    received = harness.collector.wait_ack(cmd["id"], "received")
+    scheduled = harness.collector.wait_ack(cmd["id"], "scheduled")
+    assert scheduled["execute_at"] == cmd["issued_at"] + 1
+    executing = harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
+    assert statuses(harness, cmd["id"]) == ["received", "scheduled", "executing"]
+    assert received["at"] <= scheduled["at"] <= executing["at"]
+    assert executing["at"] >= cmd["issued_at"] + 1
+    harness.collector.wait(lambda: DRY_RUN_SHUTDOWN_LINE in harness.agent.log(), 5, "log line")
+    log = harness.agent.log()
+    assert "DRY-RUN: would run pre-shutdown" in log
+    assert "/bin/echo hi" in log
+    assert_all_signed(harness)
+    assert not pwned.exists()
+
+
+def test_abort_before_commit_point(harness: Harness) -> None:
+    harness.start_agent()
+    cmd = command("shutdown", delay_sec=3)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "scheduled")
+    abort = command("abort")
+    harness.send(abort)
+    aborted = harness.collector.wait_ack(abort["id"], "aborted")
+    assert aborted["ref"] == cmd["id"]
+    time.sleep(max(0.0, cmd["issued_at"] + 3 - time.time()) + 1.5)
+    assert "executing" not in statuses(harness, cmd["id"])
+    assert DRY_RUN_SHUTDOWN_LINE not in harness.agent.log()
+    # nothing pending any more
+    again = command("abort")
+    harness.send(again)
+    rejected = harness.collector.wait_ack(again["id"], "rejected")
+    assert rejected["detail"] == "nothing pending"
+    assert_all_signed(harness)
+
+
+def test_abort_after_commit_point_is_too_late(harness: Harness) -> None:
+    harness.start_agent()
+    cmd = command("shutdown", delay_sec=1)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
+    abort = command("abort")
+    harness.send(abort)
+    rejected = harness.collector.wait_ack(abort["id"], "rejected")
+    assert rejected["detail"].startswith("too_late")
+    assert rejected["ref"] == cmd["id"]
+    assert_all_signed(harness)
+
+
+def test_abort_with_nothing_pending(harness: Harness) -> None:
+    harness.start_agent()
+    abort = command("abort")
+    harness.send(abort)
+    rejected = harness.collector.wait_ack(abort["id"], "rejected")
+    assert rejected["detail"] == "nothing pending"
+
+
+def test_pre_shutdown_failures_reported_and_shutdown_argv_run(
+    harness: Harness, tmp_path: Path
+) -> None:
+    """Not dry-run: the 'shutdown command' is a harmless touch of a marker."""
+    marker = tmp_path / "shutdown-ran"
+    literal = tmp_path / "literal"
+    harness.start_agent(
+        dry_run=False,
+        shutdown_argv=["/usr/bin/touch", str(marker)],
+        pre=[
+            ("ok", ["/usr/bin/touch", str(literal)], 5),
+            ("fails", ["/bin/false"], 5),
+            ("hangs", ["/bin/sleep", "30"], 1),
+            ("missing", ["/nonexistent/tool"], 5),
+        ],
+    )
+    cmd = command("shutdown", delay_sec=0)
+    harness.send(cmd)
+    scheduled = harness.collector.wait_ack(cmd["id"], "scheduled", timeout=15)
+    executing = harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
+    for ack in (scheduled, executing):
+        detail = ack["detail"]
+        assert "exit 1" in detail, detail
+        assert "timeout" in detail, detail
+        assert detail.startswith("pre-shutdown failed: "), detail
+        assert len(detail.split(": ", 1)[1].split(", ")) == 3, detail  # not "ok"
+    harness.collector.wait(marker.exists, 5, "shutdown command ran")
+    assert literal.exists()
+    assert_all_signed(harness)
+
+
+def test_second_shutdown_merges_into_pending(harness: Harness) -> None:
+    harness.start_agent()
+    first = command("shutdown", delay_sec=30)
+    harness.send(first)
+    harness.collector.wait_ack(first["id"], "scheduled")
+    second = command("shutdown", delay_sec=2)
+    harness.send(second)
+    merged = harness.collector.wait_ack(second["id"], "scheduled")
+    assert merged["ref"] == first["id"]
+    assert merged["execute_at"] == second["issued_at"] + 2
+    harness.collector.wait_ack(first["id"], "executing", timeout=6)
+
+
+# ---------------------------------------------------------------- checks
+
+
+def _rejection_cases() -> list[tuple[str, Any, str]]:
+    """(name, message, expected ack status): each must be refused, with no action."""
+    now = int(time.time())
+    tampered = command("shutdown", delay_sec=1)
+    tampered["delay_sec"] = 0
+    legacy = {"id": "legacy-1", "action": "shutdown", "delay_sec": 1, "reason": "x", "ttl_sec": 60}
+    return [
+        ("expired", command("shutdown", issued_at=now - 1000), "expired"),
+        ("future", command("shutdown", issued_at=now + 600), "rejected"),
+        ("tampered", tampered, "rejected"),
+        ("wrong key", command("shutdown", secret="other-secret"), "rejected"),
+        ("bad sig", {**command("shutdown"), "sig": "00" * 32}, "rejected"),
+        ("unsigned seed payload", legacy, "rejected"),
+        ("unsigned v1", command("shutdown", secret=None), "rejected"),
+        ("version 2", command("shutdown", v=2), "rejected"),
+        ("unknown action", command("reboot"), "rejected"),
+        ("delay as string", command("shutdown", delay_sec="60"), "rejected"),
+        ("negative ttl", command("shutdown", ttl_sec=-5), "rejected"),
+        ("float delay", command("shutdown", delay_sec=1.5), "rejected"),
+        ("empty id", command("shutdown", cid=""), "rejected"),
+    ]
+
+
+MALFORMED = [
+    b"{not json",
+    b"[1,2]",
+    b"",
+    b'{"id": "a"} {"id": "b"}',
+    b"\xff\xfe",
+    b'"just a string"',
+]
+
+
+def test_rejected_commands_get_an_ack_and_no_action(harness: Harness) -> None:
+    """Expired, future, bad/missing signatures, bad shapes: acked, never acted on."""
+    harness.start_agent()
+    problems = []
+    cases = _rejection_cases()
+    for name, cmd, status in cases:
+        harness.send(cmd)
+        try:
+            ack = harness.collector.wait_ack(cmd["id"], status, timeout=5)
+        except AssertionError:
+            problems.append(f"{name}: no {status} ack, got {harness.collector.acks(cmd['id'])}")
+            continue
+        if not ack["detail"]:
+            problems.append(f"{name}: empty detail")
+    # every rejection seen; now make sure nothing else was started
+    ping = command("ping")
+    harness.send(ping)
+    harness.collector.wait_ack(ping["id"], "pong")
+    for name, cmd, status in cases:
+        got = statuses(harness, cmd["id"])
+        if cmd["id"] and got != [status]:
+            problems.append(f"{name}: acks {got}")
+    assert not problems, "\n".join(problems)
+    assert "received" not in [a["status"] for a in harness.collector.acks()]
+    assert "DRY-RUN" not in harness.agent.log()
+    details = {a["id"]: a["detail"] for a in harness.collector.acks()}
+    by_name = {name: details.get(cmd["id"], "") for name, cmd, _ in cases}
+    for name in ("tampered", "wrong key", "bad sig"):
+        assert "signature" in by_name[name], by_name
+    for name in ("unsigned seed payload", "unsigned v1"):
+        assert "unsigned" in by_name[name], by_name
+    assert by_name["expired"].startswith("expired"), by_name
+    assert_all_signed(harness)
+
+
+def test_malformed_payloads_rejected_with_empty_id(harness: Harness) -> None:
+    harness.start_agent()
+    for payload in MALFORMED:
+        harness.send(payload)
+    harness.collector.wait(
+        lambda: len([a for a in harness.collector.acks() if a["id"] == ""]) >= len(MALFORMED),
+        10,
+        "one rejection per malformed payload",
+    )
+    time.sleep(0.3)
+    acks = harness.collector.acks()
+    assert len(acks) == len(MALFORMED), acks
+    for ack in acks:
+        assert ack["status"] == "rejected"
+        assert ack["id"] == ""
+        assert "malformed" in ack["detail"]
+    assert_all_signed(harness)
+
+
+def test_ping_pong(harness: Harness) -> None:
+    harness.start_agent()
+    ping = command("ping")
+    harness.send(ping)
+    pong = harness.collector.wait_ack(ping["id"], "pong")
+    assert signature_ok(pong)
+    # the pinned ack vector shape: the same fields in the same types
+    assert set(pong) >= set(PINNED_ACK) | {"sig"}
+
+
+def test_replayed_id_is_duplicate(harness: Harness) -> None:
+    harness.start_agent()
+    cmd = command("shutdown", delay_sec=1)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "duplicate")
+    time.sleep(0.5)
+    assert statuses(harness, cmd["id"]) == ["received", "scheduled", "executing", "duplicate"]
+    assert harness.agent.log().count(DRY_RUN_SHUTDOWN_LINE) == 1
+
+
+def test_restart_does_not_replay_and_session_persists(harness: Harness) -> None:
+    harness.start_agent()
+    cmd = command("shutdown", delay_sec=1)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
+    harness.agent.stop()
+    # queued for the persistent session while the agent is down
+    queued = command("ping")
+    harness.send(queued)
+    log_before = harness.agent.log().count(DRY_RUN_SHUTDOWN_LINE)
+    harness.start_agent()
+    harness.collector.wait_ack(queued["id"], "pong")
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "duplicate")
+    time.sleep(1.5)
+    assert statuses(harness, cmd["id"]) == ["received", "scheduled", "executing", "duplicate"]
+    assert harness.agent.log().count(DRY_RUN_SHUTDOWN_LINE) == log_before == 1
+
+
+def test_unsigned_seed_payload_accepted_without_secret(harness: Harness) -> None:
+    online = harness.start_agent(secret=None)
+    assert "sig" not in online
+    legacy = {
+        "id": "shutdown-1768089900",
+        "action": "shutdown",
+        "delay_sec": 1,
+        "reason": "EcoFlow STUDY soc_min <= 20",
+        "ttl_sec": 300,
+    }
+    harness.send(legacy)
+    scheduled = harness.collector.wait_ack(legacy["id"], "scheduled")
+    executing = harness.collector.wait_ack(legacy["id"], "executing", timeout=6)
+    # receive time stands in for issued_at
+    assert abs(scheduled["execute_at"] - (executing["at"])) <= 2
+    for ack in harness.collector.acks():
+        assert "sig" not in ack
+    harness.send(legacy)
+    harness.collector.wait_ack(legacy["id"], "duplicate")
+    ping = {"id": "p-1", "action": "ping", "delay_sec": 0, "reason": "", "ttl_sec": 30}
+    harness.send(ping)
+    harness.collector.wait_ack("p-1", "pong")
+
+
+def test_reconnects_after_broker_restart(harness: Harness) -> None:
+    harness.start_agent()
+    before = len(harness.collector.on("status"))
+    harness.broker.restart()
+    harness.collector.wait_status("online", after=before, timeout=15)
+    ping = command("ping")
+    harness.send(ping)
+    harness.collector.wait_ack(ping["id"], "pong")
+
+
+# ---------------------------------------------------------------- config safety
+
+
+@pytest.mark.parametrize("mode", [0o620, 0o602, 0o666])
+def test_config_writable_by_others_is_refused(agent_kind: str, tmp_path: Path, mode: int) -> None:
+    from tests.helpers.mosquitto import MosquittoBroker
+
+    broker = MosquittoBroker.__new__(MosquittoBroker)  # never started: not needed
+    broker.host, broker.port = "127.0.0.1", 9
+    agent = AgentProcess(agent_kind, broker, tmp_path, "refuse")
+    agent.write_config(mode=mode)
+    result = agent.run_to_exit()
+    assert result.returncode != 0
+    assert "writable by group or others" in result.stderr
+
+
+def test_check_config_ok(agent_kind: str, tmp_path: Path) -> None:
+    from tests.helpers.mosquitto import MosquittoBroker
+
+    broker = MosquittoBroker.__new__(MosquittoBroker)
+    broker.host, broker.port = "127.0.0.1", 9
+    agent = AgentProcess(agent_kind, broker, tmp_path, "check")
+    agent.write_config()
+    result = subprocess_run([*agent.argv(), "--check-config"], agent.env())
+    assert result.returncode == 0, result.stderr
+    assert "config OK" in result.stdout
+
+
+def subprocess_run(argv: list[str], env: dict[str, str]) -> Any:
+    import subprocess
+
+    return subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=20)
