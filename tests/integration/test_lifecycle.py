@@ -62,7 +62,8 @@ async def test_unload_stops_the_cloud_session(
     entry = make_entry()
     await _setup(hass, entry)
     session = fake_session.instances[-1]
-    assert session.started and not session.stopped
+    assert session.started
+    assert not session.stopped
     assert session.client_id.startswith("HomeAssistant-ecoflow_power-")
     assert await hass.config_entries.async_unload(entry.entry_id)
     assert session.stopped
