@@ -10,6 +10,8 @@ from __future__ import annotations
 
 from collections.abc import AsyncIterator
 
+from homeassistant.config_entries import ConfigEntryState
+from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -23,8 +25,6 @@ from custom_components.ecoflow_power.const import (
     CONF_SECRET_KEY,
     DOMAIN,
 )
-from homeassistant.config_entries import ConfigEntryState
-from homeassistant.core import HomeAssistant
 from simulator.devices import DEFAULT_DELTA2_SN, DEFAULT_RIVER3_SN, default_devices
 from simulator.standin import StandIn
 from tests.helpers.mosquitto import MosquittoBroker
