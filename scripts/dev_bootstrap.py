@@ -87,6 +87,8 @@ def fill_form(data_schema: list[dict[str, Any]], values: Mapping[str, Any]) -> d
             result[name] = values[name]
         elif "default" in field:
             result[name] = field["default"]
+        elif field.get("required") and "boolean" in (field.get("selector") or {}):
+            result[name] = False  # what the frontend sends for an untouched toggle
     return result
 
 
@@ -227,16 +229,21 @@ class HomeAssistant:
             except ValueError:
                 return text
 
-    async def wait_http(self, wait_sec: float) -> list[dict[str, Any]]:
-        """Wait until HA answers; return the onboarding status."""
+    async def wait_http(self, wait_sec: float) -> list[dict[str, Any]] | None:
+        """Wait until HA answers; return the onboarding status (None: onboarding finished)."""
         deadline = time.monotonic() + wait_sec
         next_note = time.monotonic() + 30
         started = time.monotonic()
         while True:
             self.check_alive()
             try:
-                return await self.call("GET", "/api/onboarding", auth=False)
-            except aiohttp.ClientError, TimeoutError, BootstrapError:
+                async with self.session.get(self.url + "/api/onboarding") as response:
+                    if response.status == 200:
+                        return await response.json()
+                    if response.status == 404:
+                        # Once onboarding is complete HA no longer serves its views.
+                        return None
+            except aiohttp.ClientError, TimeoutError:
                 pass
             if time.monotonic() > deadline:
                 raise BootstrapError(
@@ -381,8 +388,11 @@ def expect(result: dict[str, Any], kind: str, step: str | None = None) -> dict[s
 # ---------------------------------------------------------------------------
 
 
-async def onboard(ha: HomeAssistant, status: list[dict[str, Any]], token_file: Path) -> None:
-    done = {item["step"] for item in status if item.get("done")}
+async def onboard(ha: HomeAssistant, status: list[dict[str, Any]] | None, token_file: Path) -> None:
+    if status is None:
+        done = {"user", "core_config", "analytics", "integration"}
+    else:
+        done = {item["step"] for item in status if item.get("done")}
     if "user" not in done:
         say(f"onboarding: creating user {USERNAME}")
         answer = await ha.call(
@@ -434,7 +444,15 @@ async def ensure_mqtt(ha: HomeAssistant, host: str, port: int) -> None:
     say(f"adding the MQTT integration (broker {host}:{port})")
     form = expect(await ha.flow_start("mqtt"), "form", "broker")
     result = await ha.flow_step(
-        form["flow_id"], fill_form(form["data_schema"], {"broker": host, "port": port})
+        form["flow_id"],
+        fill_form(
+            form["data_schema"],
+            {
+                "broker": host,
+                "port": port,
+                "other_settings": {"set_client_cert": False, "set_ca_cert": "off"},
+            },
+        ),
     )
     expect(result, "create_entry")
 
