@@ -6,6 +6,8 @@ explicitly, e.g. `.venv/bin/python -m pytest benchmarks/bench_pipeline.py -s`.
 
 from __future__ import annotations
 
+import asyncio
+
 import pytest
 
 # Import our integration before the `hass` fixture runs (see tests/conftest.py).
@@ -15,3 +17,13 @@ import custom_components.ecoflow_power  # noqa: F401
 @pytest.fixture(autouse=True)
 def auto_enable_custom_integrations(enable_custom_integrations: None) -> None:
     """Let HA load our integration in every benchmark."""
+
+
+@pytest.fixture(autouse=True)
+async def enable_event_loop_debug() -> None:
+    """Override the harness's fixture: Home Assistant runs its loop without asyncio debug.
+
+    Debug mode records a stack trace for every scheduled callback and timer,
+    which would inflate every figure measured here.
+    """
+    asyncio.get_running_loop().set_debug(False)
