@@ -18,7 +18,9 @@ HASS = Path(sys.executable).with_name("hass")
 
 
 @pytest.mark.hass_process
-def test_hass_starts_with_the_integration_and_logs_no_error_of_ours(tmp_path: Path) -> None:
+def test_hass_starts_with_the_integration_and_logs_no_error_of_ours(
+    socket_enabled: None, tmp_path: Path
+) -> None:
     config = tmp_path / "config"
     (config / "custom_components").mkdir(parents=True)
     (config / "custom_components" / "ecoflow_power").symlink_to(
