@@ -49,7 +49,7 @@ DEMO_POLICY: dict[str, Any] = {
     "debounce_sec": 15,
     "delay_sec": 60,
     "ttl_sec": 300,
-    "cooldown_sec": 60,
+    "cooldown_sec": 180,
     "dry_run": False,
 }
 
@@ -87,7 +87,9 @@ def fill_form(data_schema: list[dict[str, Any]], values: Mapping[str, Any]) -> d
             result[name] = values[name]
         elif "default" in field:
             result[name] = field["default"]
-        elif field.get("required") and "boolean" in (field.get("selector") or {}):
+        elif field.get("required") and (
+            field.get("type") == "boolean" or "boolean" in (field.get("selector") or {})
+        ):
             result[name] = False  # what the frontend sends for an untouched toggle
     return result
 
