@@ -28,6 +28,7 @@ import hmac
 import json
 import logging
 import os
+import re
 import shlex
 import signal
 import socket
@@ -38,6 +39,7 @@ import tempfile
 import threading
 import time
 from typing import Any
+import unicodedata
 
 try:
     import paho.mqtt.client as mqtt
@@ -50,6 +52,8 @@ ACTIONS = ("shutdown", "abort", "ping")
 MAX_PAYLOAD = 16384
 MAX_ID_LEN = 128
 MAX_SEEN_IDS = 20000
+MAX_SAFE_INT = 2**53 - 1
+MAX_DETAIL = 200
 DEFAULT_CONFIG = "/etc/ecoflow-agent/agent.conf"
 ENV_PREFIX = "ECOFLOW_AGENT_"
 
@@ -78,6 +82,16 @@ def verify(obj: dict[str, Any], secret: str) -> bool:
     if not isinstance(sig, str):
         return False
     return hmac.compare_digest(sign(obj, secret), sig.lower())
+
+
+AGENT_ID_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\Z")
+
+
+def sanitize(text: str) -> str:
+    """Printable ASCII only (accents folded), whitespace runs folded, at most 200 chars."""
+    folded = unicodedata.normalize("NFKD", str(text))
+    kept = "".join(ch if 32 <= ord(ch) < 127 else " " if ch.isspace() else "" for ch in folded)
+    return " ".join(kept.split())[:MAX_DETAIL]
 
 
 def _is_int(value: Any) -> bool:
@@ -142,9 +156,24 @@ def parse_payload(payload: bytes) -> tuple[dict[str, Any] | None, str]:
 
 
 def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Command:
-    """Shape, version, signature and age checks (the id check needs the store)."""
+    """Shape, version, signature and age checks (the id check needs the store).
+
+    Times compare in whole epoch seconds, as the protocol defines them.
+    """
+    now = int(now)
     legacy = "v" not in obj and "sig" not in obj and "issued_at" not in obj
-    # -- shape
+    # -- shape: only flat values (printable-ASCII strings, integers 0..2^53-1, booleans)
+    for key, value in obj.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if not 0 <= value <= MAX_SAFE_INT:
+                raise Rejection("rejected", f"malformed: {key} out of range")
+        elif isinstance(value, str):
+            if not _printable(value):
+                raise Rejection("rejected", f"malformed: {key} is not printable ASCII")
+        else:
+            raise Rejection("rejected", f"malformed: {key} is not a flat value")
     cid = obj.get("id")
     if not isinstance(cid, str) or not cid or len(cid) > MAX_ID_LEN or not _printable(cid):
         raise Rejection("rejected", "malformed: id must be a non-empty printable string")
@@ -177,7 +206,7 @@ def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Co
     issued_at = int(now) if legacy else int(obj["issued_at"])
     ttl = int(obj["ttl_sec"])
     if issued_at > now + skew:
-        raise Rejection("rejected", "issued_at in the future")
+        raise Rejection("rejected", "future: issued_at beyond the clock skew allowance")
     if now > issued_at + ttl + skew:
         raise Rejection("expired", f"expired: issued_at {issued_at} + ttl_sec {ttl}")
     return Command(
@@ -389,8 +418,8 @@ def load_config(path: str | None, environ: dict[str, str]) -> Config:
         env_key = ENV_PREFIX + key.upper()
         if env_key in environ:
             _set(cfg, key, environ[env_key], env_key)
-    if not cfg.agent_id or "/" in cfg.agent_id or "+" in cfg.agent_id or "#" in cfg.agent_id:
-        raise ConfigError("agent_id must be non-empty and contain no '/', '+' or '#'")
+    if not AGENT_ID_RE.match(cfg.agent_id):
+        raise ConfigError("agent_id must match " + AGENT_ID_RE.pattern)
     if cfg.skew_sec < 0 or cfg.shutdown_sec < 0:
         raise ConfigError("skew_sec and shutdown_sec must be >= 0")
     return cfg
@@ -453,7 +482,9 @@ def _load_ini(cfg: Config, text: str, path: str) -> None:
 # --------------------------------------------------------------------------
 
 
-def run_argv(argv: list[str], timeout: float) -> tuple[bool, str]:
+def run_argv(
+    argv: list[str], timeout: float, on_start: Callable[[Any], None] | None = None
+) -> tuple[bool, str]:
     """Run ``argv`` without a shell; return (ok, short description)."""
     try:
         proc = subprocess.Popen(
@@ -466,6 +497,8 @@ def run_argv(argv: list[str], timeout: float) -> tuple[bool, str]:
         )
     except OSError as err:
         return False, f"cannot start: {err.strerror or err}"
+    if on_start is not None:
+        on_start(proc)
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
@@ -496,6 +529,7 @@ class Job:
         self.execute_at = command.execute_at
         self.state = "preparing"  # preparing, waiting, executing, aborted
         self.failed: list[str] = []
+        self.proc: Any = None  # the pre-shutdown command running now
 
 
 class Agent:
@@ -542,7 +576,7 @@ class Agent:
             "v": PROTOCOL_VERSION,
             "agent": self.cfg.agent_id,
             "state": state,
-            "hostname": socket.gethostname(),
+            "hostname": sanitize(socket.gethostname()),
             "platform": "linux",
             "agent_version": AGENT_VERSION,
             "dry_run": self.cfg.dry_run,
@@ -579,7 +613,7 @@ class Agent:
             "agent": self.cfg.agent_id,
             "status": status,
             "at": int(self.clock()),
-            "detail": detail,
+            "detail": sanitize(detail),
         }
         msg.update(extra)
         if self.cfg.secret:
@@ -604,7 +638,7 @@ class Agent:
             command = check_command(obj, self.cfg.secret, self.cfg.skew_sec, now)
             keep_until = command.issued_at + command.ttl_sec + self.cfg.skew_sec
             if not self.seen.check_and_add(command.id, keep_until, now):
-                raise Rejection("duplicate", "id seen before")
+                raise Rejection("duplicate", "duplicate: id seen before")
         except Rejection as rej:
             LOG.warning("command %s: %s", ack_id or "-", rej.detail)
             self.ack(ack_id, rej.status, rej.detail)
@@ -639,7 +673,7 @@ class Agent:
                         ref=last.command.id,
                     )
                 else:
-                    self.ack(command.id, "rejected", "nothing pending")
+                    self.ack(command.id, "rejected", "nothing_pending")
                 return
             if job.state == "executing" or self.clock() >= job.execute_at:
                 self.ack(
@@ -652,6 +686,10 @@ class Agent:
             job.state = "aborted"
             self._job = None
             self._cond.notify_all()
+            if job.proc is not None and job.proc.poll() is None:
+                LOG.warning("abort: stopping the running pre-shutdown command")
+                with contextlib.suppress(OSError):
+                    os.killpg(job.proc.pid, signal.SIGKILL)
         LOG.warning("shutdown %s aborted by %s", job.command.id, command.id)
         self.ack(command.id, "aborted", "shutdown cancelled", ref=job.command.id)
 
@@ -693,7 +731,11 @@ class Agent:
                 )
                 continue
             LOG.info("running pre-shutdown %r: %s", pre.name, pre.argv)
-            ok, what = run_argv(pre.argv, pre.timeout)
+            ok, what = run_argv(pre.argv, pre.timeout, on_start=lambda p: setattr(job, "proc", p))
+            job.proc = None
+            if job.state == "aborted":
+                LOG.info("shutdown %s aborted during pre-shutdown %r", cid, pre.name)
+                return
             if not ok:
                 LOG.error("pre-shutdown %r failed: %s", pre.name, what)
                 job.failed.append(f"{pre.name}({what})")

@@ -173,7 +173,12 @@ is_uint() { case "$1" in '' | *[!0-9]*) return 1 ;; *) return 0 ;; esac; }
 is_true() { case "$1" in 1 | true | TRUE | True | yes | on) return 0 ;; *) return 1 ;; esac; }
 
 validate_config() {
-  case "$AGENT_ID" in '' | *[!A-Za-z0-9._-]*) die "AGENT_ID must match [A-Za-z0-9._-]+" ;; esac
+  case "$AGENT_ID" in
+    [A-Za-z0-9]*) ;;
+    *) die "AGENT_ID must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\$" ;;
+  esac
+  case "$AGENT_ID" in *[!A-Za-z0-9_.-]*) die "AGENT_ID must match ^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}\$" ;; esac
+  [ "${#AGENT_ID}" -le 64 ] || die "AGENT_ID is longer than 64 characters"
   case "$PREFIX" in '' | *[!A-Za-z0-9._/-]*) die "PREFIX must match [A-Za-z0-9._/-]+" ;; esac
   is_uint "$MQTT_PORT" || die "MQTT_PORT must be a number"
   is_uint "$SKEW_SEC" || die "SKEW_SEC must be a number"
@@ -304,7 +309,9 @@ status_json() { # state
   canon="$(jq -ncSa --arg agent "$AGENT_ID" --arg state "$1" --arg host "$(hostname)" \
     --arg ver "$AGENT_VERSION" --argjson dry "$dr" --argjson ss "$SHUTDOWN_SEC" \
     --argjson at "$(now)" \
-    '{v:1, agent:$agent, state:$state, hostname:$host, platform:"macos",
+    'def clean: explode | map(if . < 32 then 32 elif . >= 127 then empty else . end) | implode
+      | split(" ") | map(select(. != "")) | join(" ") | .[0:200];
+     {v:1, agent:$agent, state:$state, hostname:($host | clean), platform:"macos",
       agent_version:$ver, dry_run:$dry, shutdown_sec:$ss, at:$at}')"
   sign_json "$canon"
 }
@@ -314,7 +321,9 @@ ack() {
   local canon
   canon="$(jq -ncSa --arg id "$1" --arg agent "$AGENT_ID" --arg status "$2" --arg detail "$3" \
     --arg ref "${4:-}" --arg ex "${5:-}" --argjson at "$(now)" \
-    '{v:1, id:$id, agent:$agent, status:$status, at:$at, detail:$detail}
+    'def clean: explode | map(if . < 32 then 32 elif . >= 127 then empty else . end) | implode
+      | split(" ") | map(select(. != "")) | join(" ") | .[0:200];
+     {v:1, id:$id, agent:$agent, status:$status, at:$at, detail:($detail | clean)}
      + (if $ref != "" then {ref:$ref} else {} end)
      + (if $ex != "" then {execute_at:($ex|tonumber)} else {} end)')"
   info "ack $2 id=${1:--} $3"
@@ -348,9 +357,11 @@ seen_check_add() {
 }
 
 # ---------------------------------------------------------------- commands
-# run_argv TIMEOUT WORDS: words split on blanks, no globbing, no shell.
+# run_argv TIMEOUT WORDS [WATCH_ID]: words split on blanks, no globbing, no
+# shell. With WATCH_ID, commands keep being handled while it runs, and the
+# process is killed as soon as that shutdown is no longer pending (aborted).
 run_argv() {
-  local timeout="$1" words="$2" pid waited=0 rc
+  local timeout="$1" words="$2" watch="${3:-}" pid start rc line
   local -a argv
   set -f
   # shellcheck disable=SC2206 # deliberate word splitting of the config value
@@ -358,8 +369,15 @@ run_argv() {
   set +f
   "${argv[@]}" < /dev/null >&2 2>&1 &
   pid=$!
+  start="$(now)"
   while kill -0 "$pid" 2>/dev/null; do
-    if [ "$waited" -ge "$timeout" ]; then
+    if [ -n "$watch" ] && [ "$PENDING_ID" != "$watch" ]; then
+      kill -KILL "$pid" 2>/dev/null
+      wait "$pid" 2>/dev/null
+      RUN_RESULT="aborted"
+      return 1
+    fi
+    if [ $(($(now) - start)) -ge "$timeout" ]; then
       kill -TERM "$pid" 2>/dev/null
       sleep 1
       kill -KILL "$pid" 2>/dev/null
@@ -367,8 +385,11 @@ run_argv() {
       RUN_RESULT="timeout after ${timeout}s"
       return 1
     fi
-    sleep 1
-    waited=$((waited + 1))
+    if [ -n "$watch" ] && [ -n "$SUB_PID" ]; then
+      if IFS= read -r -t 1 line <&3; then dispatch_line "$line"; fi
+    else
+      sleep 1
+    fi
   done
   wait "$pid"
   rc=$?
@@ -383,6 +404,7 @@ run_argv() {
 PENDING_ID=""
 PENDING_AT=""
 PENDING_FAILED=""
+PREPARING=0
 LAST_EXEC_ID=""
 LAST_EXEC_AT=""
 
@@ -394,6 +416,10 @@ do_shutdown() { # id issued_at delay
     ack "$id" scheduled "merged into pending shutdown" "$PENDING_ID" "$PENDING_AT"
     return
   fi
+  PENDING_ID="$id"
+  PENDING_AT="$exec_at"
+  PENDING_FAILED=""
+  PREPARING=1
   ack "$id" received ""
   for key in $PRE_SHUTDOWN_KEYS; do
     cmd="${!key}"
@@ -404,21 +430,27 @@ do_shutdown() { # id issued_at delay
       continue
     fi
     info "running pre-shutdown '$key': $cmd"
-    if ! run_argv "${!tkey}" "$cmd"; then
+    if ! run_argv "${!tkey}" "$cmd" "$id"; then
+      if [ "$PENDING_ID" != "$id" ]; then
+        info "shutdown $id aborted during pre-shutdown '$key'"
+        PREPARING=0
+        return
+      fi
       err "pre-shutdown '$key' failed: $RUN_RESULT"
       failed="${failed:+$failed, }$key($RUN_RESULT)"
     fi
+    [ "$PENDING_ID" = "$id" ] || { PREPARING=0; return; }
   done
+  PREPARING=0
   [ -n "$failed" ] && detail="pre-shutdown failed: $failed"
-  PENDING_ID="$id"
-  PENDING_AT="$exec_at"
   PENDING_FAILED="$detail"
-  ack "$id" scheduled "$detail" "" "$exec_at"
-  info "shutdown $id scheduled at $exec_at"
+  ack "$id" scheduled "$detail" "" "$PENDING_AT"
+  info "shutdown $id scheduled at $PENDING_AT"
 }
 
 check_commit_point() {
   [ -n "$PENDING_ID" ] || return 0
+  [ "$PREPARING" = 0 ] || return 0
   [ "$(now)" -ge "$PENDING_AT" ] || return 0
   local id="$PENDING_ID"
   LAST_EXEC_ID="$PENDING_ID"
@@ -441,13 +473,18 @@ do_abort() { # id
     if [ -n "$LAST_EXEC_ID" ]; then
       ack "$1" rejected "too_late: commit point passed at $LAST_EXEC_AT" "$LAST_EXEC_ID"
     else
-      ack "$1" rejected "nothing pending"
+      ack "$1" rejected "nothing_pending"
     fi
     return
   fi
-  if [ "$(now)" -ge "$PENDING_AT" ]; then
+  if [ "$(now)" -ge "$PENDING_AT" ] && [ "$PREPARING" = 0 ]; then
     check_commit_point
     ack "$1" rejected "too_late: commit point passed at $LAST_EXEC_AT" "$LAST_EXEC_ID"
+    return
+  fi
+  if [ "$(now)" -ge "$PENDING_AT" ]; then
+    # still running pre-shutdown commands, but the commit point has passed
+    ack "$1" rejected "too_late: commit point passed at $PENDING_AT" "$PENDING_ID"
     return
   fi
   warn "shutdown $PENDING_ID aborted by $1"
@@ -470,7 +507,9 @@ if type != "object" then ["ERR", "", "rejected", "malformed: not a JSON object"]
 else
   ((.id | if pstr and length <= 128 then . else "" end)) as $ackid
   | ((has("v") or has("sig") or has("issued_at")) | not) as $legacy
-  | if (.id | pstr and length >= 1 and length <= 128) | not then
+  | if [.[] | select((type == "boolean") or uint or pstr | not)] | length > 0 then
+      ["ERR", $ackid, "rejected", "malformed: only printable-ASCII strings, integers and booleans"]
+    elif (.id | pstr and length >= 1 and length <= 128) | not then
       ["ERR", $ackid, "rejected", "malformed: id must be a non-empty printable string"]
     elif (.action | IN("shutdown", "abort", "ping")) | not then
       ["ERR", $ackid, "rejected", "malformed: unknown action"]
@@ -558,7 +597,7 @@ EOF_OK
   [ "$legacy" = 1 ] && issued="$t"
   if [ "$issued" -gt $((t + SKEW_SEC)) ]; then
     warn "command $id: issued_at in the future"
-    ack "$id" rejected "issued_at in the future"
+    ack "$id" rejected "future: issued_at beyond the clock skew allowance"
     return
   fi
   if [ "$t" -gt $((issued + ttl + SKEW_SEC)) ]; then
@@ -571,7 +610,7 @@ EOF_OK
   [ "$keep" -lt $((t + SEEN_RETAIN_SEC)) ] && keep=$((t + SEEN_RETAIN_SEC))
   if ! seen_check_add "$id" "$keep"; then
     warn "command $id: id seen before"
-    ack "$id" duplicate "id seen before"
+    ack "$id" duplicate "duplicate: id seen before"
     return
   fi
   if [ "$legacy" = 1 ]; then
@@ -608,11 +647,11 @@ on_term() {
 }
 
 # Is the subscription live? mosquitto_sub buffers its stdout when it is a
-# pipe and says nothing on reconnects, so the agent publishes a probe to its
-# own "$BASE/probe" topic (subscribed together with the command topic) and
-# publishes the retained online status once the probe comes back: at start,
-# and whenever a heartbeat probe got lost (the broker may have published our
-# will meanwhile).
+# pipe (its debug lines show up only with the next message), so the agent
+# publishes a probe to its own "$BASE/probe" topic (subscribed together with
+# the command topic) and publishes the retained online status once the probe
+# comes back: at start, after mosquitto_sub reconnected, and whenever a
+# heartbeat probe got lost (the broker may have published our will meanwhile).
 PROBE_TOKEN=""
 PROBE_SENT_AT=0
 NEXT_PROBE=0
@@ -658,7 +697,21 @@ dispatch_line() {
   case "$topic" in
     "$BASE/probe") probe_seen "$hex" ;;
     "$BASE/cmd") handle_message "$hex" ;;
-    *) warn "message on unexpected topic ignored" ;;
+    Client)
+      # mosquitto_sub -d debug line; stdout is flushed with the next message
+      # (a heartbeat probe at the latest). A CONNACK after the first one is a
+      # reconnect: the broker may have published our offline will (or lost
+      # our retained status), so confirm the subscription and say online.
+      case "$1" in
+        *'received CONNACK (0)'*)
+          if [ "$ONLINE" = 1 ]; then
+            warn "mosquitto_sub reconnected to the broker"
+            ONLINE=0
+          fi
+          ;;
+      esac
+      ;;
+    *) ;;
   esac
 }
 
@@ -670,7 +723,7 @@ run() {
     rm -f "$fifo"
     mkfifo "$fifo" || die "cannot create $fifo"
     will="$(status_json offline)"
-    XDG_CONFIG_HOME="$RUN_DIR" mosquitto_sub -q 1 -c -i "ecoflow-agent-$AGENT_ID" \
+    XDG_CONFIG_HOME="$RUN_DIR" mosquitto_sub -d -q 1 -c -i "ecoflow-agent-$AGENT_ID" \
       -k "$MQTT_KEEPALIVE" -t "$BASE/cmd" -t "$BASE/probe" -F '%t %x' \
       --will-topic "$BASE/status" --will-payload "$will" --will-qos 1 --will-retain \
       > "$fifo" 2>/dev/null &
