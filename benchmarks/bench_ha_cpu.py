@@ -25,6 +25,7 @@ the battery level every 10th message: entity writes every time).
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable, Iterator
 import copy
 import os
@@ -168,7 +169,8 @@ async def test_cpu_per_message(hass: HomeAssistant, loaded) -> None:
     print()
     print(
         f"HA CPU per telemetry message, us ({MESSAGES} messages x {REPEATS} batches, median; "
-        f"{entities} entities of {DOMAIN}; Python {platform.python_version()})"
+        f"{entities} entities of {DOMAIN}; Python {platform.python_version()}, "
+        f"asyncio debug {asyncio.get_running_loop().get_debug()})"
     )
     print(f"{'case':36} {'handle':>8} {'+settle':>8} {'total':>8}")
     for name, handle_us, settle_us, total_us in rows:

@@ -287,7 +287,8 @@ async def test_pipeline_latency(
     print()
     print(
         f"pipeline latency, ms ({RUNS} runs per station after {WARMUP} warm-up rounds, "
-        f"{elapsed:.0f} s; Python {platform.python_version()}, {os.cpu_count()} CPUs)"
+        f"{elapsed:.0f} s; Python {platform.python_version()}, {os.cpu_count()} CPUs, "
+        f"asyncio debug {asyncio.get_running_loop().get_debug()})"
     )
     for agent, (restore, trigger) in payloads.items():
         print(
