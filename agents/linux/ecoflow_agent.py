@@ -597,6 +597,10 @@ class Agent:
             LOG.warning("broker refused the connection: %s", rc)
             return
         LOG.info("connected to %s:%s", self.cfg.mqtt_host, self.cfg.mqtt_port)
+        sock = client.socket()
+        if sock is not None:  # acks are tiny: do not let Nagle hold them back
+            with contextlib.suppress(OSError, AttributeError):
+                sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe(self.base + "/cmd", qos=1)
         client.publish(self.base + "/status", json.dumps(self.status("online")), qos=1, retain=True)
 

@@ -368,6 +368,28 @@ def test_pre_shutdown_failures_reported_and_shutdown_argv_run(
     assert_all_signed(harness)
 
 
+def test_abort_stops_running_pre_shutdown_command(harness: Harness, tmp_path: Path) -> None:
+    marker = tmp_path / "shutdown-ran"
+    harness.start_agent(
+        dry_run=False,
+        shutdown_argv=["/usr/bin/touch", str(marker)],
+        pre=[("slow", ["/bin/sleep", "30"], 60), ("after", ["/usr/bin/touch", str(marker)], 5)],
+    )
+    cmd = command("shutdown", delay_sec=20)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "received")
+    time.sleep(0.5)
+    abort = command("abort")
+    started = time.monotonic()
+    harness.send(abort)
+    aborted = harness.collector.wait_ack(abort["id"], "aborted", timeout=5)
+    assert aborted["ref"] == cmd["id"]
+    assert time.monotonic() - started < 4
+    time.sleep(1.5)
+    assert statuses(harness, cmd["id"]) == ["received"]
+    assert not marker.exists()  # neither the next pre-command nor the shutdown ran
+
+
 def test_second_shutdown_merges_into_pending(harness: Harness) -> None:
     harness.start_agent()
     first = command("shutdown", delay_sec=30)
