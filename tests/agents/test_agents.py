@@ -603,3 +603,38 @@ def subprocess_run(argv: list[str], env: dict[str, str]) -> Any:
     import subprocess
 
     return subprocess.run(argv, check=False, capture_output=True, text=True, env=env, timeout=20)
+
+
+def test_linux_install_sh_writes_a_private_config(tmp_path: Path) -> None:
+    import os
+    import stat
+    import subprocess
+    import sys
+
+    secret_file = tmp_path / "secret"
+    secret_file.write_text(SECRET + "\n")
+    dest = tmp_path / "root"
+    env = dict(os.environ)
+    env["PATH"] = f"{Path(sys.executable).parent}:{env['PATH']}"  # a python3 with paho
+    argv = ["bash", str(ROOT / "agents/linux/install.sh"), "--destdir", str(dest)]
+    result = subprocess.run(
+        [*argv, "--agent-id", "nas", "--host", "127.0.0.1", "--secret-file", str(secret_file)],
+        check=False,
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    conf = dest / "etc/ecoflow-agent/agent.conf"
+    assert stat.S_IMODE(conf.stat().st_mode) == 0o600
+    text = conf.read_text()
+    assert f"secret = {SECRET}" in text
+    assert "dry_run = true" in text
+    assert "config OK: agent_id=nas dry_run=True" in result.stdout
+    assert (dest / "opt/ecoflow-agent/ecoflow_agent.py").exists()
+    result = subprocess.run(
+        [*argv, "--uninstall", "--purge"], check=False, capture_output=True, text=True, env=env
+    )
+    assert result.returncode == 0, result.stderr
+    assert not conf.exists()
