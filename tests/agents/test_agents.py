@@ -9,6 +9,7 @@ from __future__ import annotations
 import ast
 import json
 from pathlib import Path
+import sys
 import time
 from typing import Any
 
@@ -638,3 +639,28 @@ def test_linux_install_sh_writes_a_private_config(tmp_path: Path) -> None:
     )
     assert result.returncode == 0, result.stderr
     assert not conf.exists()
+
+
+@pytest.mark.parametrize(
+    ("example", "runner"),
+    [
+        ("agents/linux/agent.conf.example", [sys.executable, str(LINUX_AGENT)]),
+        ("agents/macos/agent.conf.example", ["bash", str(ROOT / "agents/macos/ecoflow-agent.sh")]),
+    ],
+    ids=["linux", "macos"],
+)
+def test_example_configs_are_valid(tmp_path: Path, example: str, runner: list[str]) -> None:
+    import subprocess
+
+    conf = tmp_path / "agent.conf"
+    conf.write_text((ROOT / example).read_text())
+    conf.chmod(0o600)
+    result = subprocess.run(
+        [*runner, "--config", str(conf), "--check-config"],
+        check=False,
+        capture_output=True,
+        text=True,
+        timeout=30,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "dry_run=" in result.stdout
