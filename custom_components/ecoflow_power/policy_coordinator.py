@@ -84,6 +84,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         )
         self._unsubscribers: list[CALLBACK_TYPE] = []
         self._tick_unsub: CALLBACK_TYPE | None = None
+        self._tick_at: float | None = None
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
 
     # --- life cycle -------------------------------------------------------
@@ -243,9 +244,22 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def _run_effects_and_reschedule(self, effects: list[Effect], sn: str | None = None) -> None:
         for effect in effects:
             self._run_effect(effect, sn)
+        self._finish(bool(effects))
+
+    @callback
+    def _finish(self, acted: bool) -> None:
+        """Reschedule, persist and tell entities, but only when something changed.
+
+        Steady telemetry reaches the engines every few seconds; rewriting 16
+        states and the storage file for each message would be wasted work.
+        """
         self._schedule_tick()
-        self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
-        self.async_set_updated_data({sn: engine.status() for sn, engine in self.engines.items()})
+        statuses = {sn: engine.status() for sn, engine in self.engines.items()}
+        changed = statuses != self.data
+        if acted or changed:
+            self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
+        if changed:
+            self.async_set_updated_data(statuses)
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
@@ -285,13 +299,16 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     ) -> None:
         identifier = f"agent_{agent}" if agent else sn
         device = self._find_device(identifier) if identifier else None
+        # The engine names its station by serial as "device_id"; on the bus
+        # device_id must be HA's device registry id, or device triggers miss it.
+        details = {key: value for key, value in data.items() if key != "device_id"}
         self.hass.bus.async_fire(
             EVENT_POLICY,
             {
+                **details,
                 "type": event_type,
                 "device_id": device.id if device else None,
                 "station": self._station_name(sn),
-                **data,
             },
         )
 
@@ -305,23 +322,29 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
 
     @callback
     def _schedule_tick(self) -> None:
+        deadlines = [d for engine in self.engines.values() if (d := engine.next_deadline())]
+        tick_at = min(deadlines) if deadlines else None
+        if tick_at == self._tick_at and (tick_at is None or self._tick_unsub):
+            return
         if self._tick_unsub:
             self._tick_unsub()
             self._tick_unsub = None
-        deadlines = [d for engine in self.engines.values() if (d := engine.next_deadline())]
-        if not deadlines:
+        self._tick_at = tick_at
+        if tick_at is None:
             return
-        when = dt_util.utc_from_timestamp(max(min(deadlines), now_ts()))
+        when = dt_util.utc_from_timestamp(max(tick_at, now_ts()))
         self._tick_unsub = async_track_point_in_utc_time(self.hass, self._async_tick, when)
 
     @callback
     def _async_tick(self, _now: datetime) -> None:
         self._tick_unsub = None
+        self._tick_at = None
+        acted = False
         for sn, engine in self.engines.items():
-            effects = engine.tick()
-            for effect in effects:
+            for effect in engine.tick():
                 self._run_effect(effect, sn)
-        self._run_effects_and_reschedule([])
+                acted = True
+        self._finish(acted)
 
     def _storage_data(self) -> dict[str, Any]:
         return {"engines": {sn: engine.to_dict() for sn, engine in self.engines.items()}}

@@ -99,7 +99,7 @@ async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds:
 async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
 ) -> None:
-    _entry, session = loaded
+    entry, session = loaded
     events: list[dict[str, Any]] = []
     hass.bus.async_listen(EVENT_POLICY, lambda event: events.append(dict(event.data)))
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
@@ -124,6 +124,12 @@ async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     assert not verify_message(command, "another-secret")
     assert hass.states.get("sensor.rack_shutdown_policy").state == "shutdown_sent"
     assert {"grid_lost", "battery_critical", "shutdown_sent"} <= {e["type"] for e in events}
+    # Real engine events carry HA's device id, so device triggers match them.
+    from homeassistant.helpers import device_registry as dr
+
+    station = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, DELTA2_SN), entry.entry_id)
+    assert {e["device_id"] for e in events} == {station.id}
+    assert all(e["station"] == "Rack" for e in events)
 
 
 async def test_forged_ack_is_ignored_and_a_valid_one_updates_the_agent(
