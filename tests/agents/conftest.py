@@ -262,10 +262,19 @@ class AgentProcess:
 class Harness:
     """Broker + paho collector/sender + one agent."""
 
-    def __init__(self, kind: str, broker: MosquittoBroker, workdir: Path) -> None:
+    def __init__(
+        self,
+        kind: str,
+        broker: Any,
+        workdir: Path,
+        *,
+        agent_id: str | None = None,
+        username: str | None = None,
+        password: str | None = None,
+    ) -> None:
         self.kind = kind
         self.broker = broker
-        self.agent_id = f"test-{kind}"
+        self.agent_id = agent_id or f"test-{kind}"
         self.base = f"{PREFIX}/{self.agent_id}"
         self.collector = Collector()
         self.agent = AgentProcess(kind, broker, workdir, self.agent_id)
@@ -279,6 +288,8 @@ class Harness:
         self.client.on_connect = lambda client, *args: client.subscribe(
             [(self.base + "/ack", 1), (self.base + "/status", 1)]
         )
+        if username:
+            self.client.username_pw_set(username, password)
         self.client.connect(broker.host, broker.port, 30)
         self.client.loop_start()
         assert self._subscribed.wait(5), "collector could not subscribe"
