@@ -390,7 +390,8 @@ def expect(result: dict[str, Any], kind: str, step: str | None = None) -> dict[s
 # ---------------------------------------------------------------------------
 
 
-async def onboard(ha: HomeAssistant, status: list[dict[str, Any]] | None, token_file: Path) -> None:
+async def onboard(ha: HomeAssistant, status: list[dict[str, Any]] | None, token_file: Path) -> bool:
+    """Finish onboarding and get a token; True when this run did the core_config step."""
     if status is None:
         done = {"user", "core_config", "analytics", "integration"}
     else:
@@ -428,6 +429,7 @@ async def onboard(ha: HomeAssistant, status: list[dict[str, Any]] | None, token_
         ha.token = await ha.long_lived_token()
         write_private_text(token_file, ha.token + "\n")
         say(f"long-lived access token saved in {token_file}")
+    return "core_config" not in done
 
 
 def write_private_text(path: Path, text: str) -> None:
@@ -436,6 +438,27 @@ def write_private_text(path: Path, text: str) -> None:
     with os.fdopen(fd, "w", encoding="utf-8") as handle:
         handle.write(text)
     os.chmod(path, 0o600)
+
+
+async def drop_offline_extras(ha: HomeAssistant) -> None:
+    """Remove what onboarding added that cannot work without the internet.
+
+    Finishing onboarding's core_config step adds Radio Browser, which needs the
+    internet; on a closed network it stays "Failed to set up" and puzzles a
+    newcomer. Only an entry that failed is removed.
+    """
+    entries: list[dict[str, Any]] = []
+    for _ in range(15):
+        entries = await ha.entries("radio_browser")
+        if entries and all(
+            e.get("state") not in ("not_loaded", "setup_in_progress") for e in entries
+        ):
+            break
+        await asyncio.sleep(1)
+    for entry in entries:
+        if entry.get("state") in ("setup_retry", "setup_error"):
+            await ha.call("DELETE", f"/api/config/config_entries/entry/{entry['entry_id']}")
+            say(f"removed {entry['title']} (added by onboarding, needs the internet)")
 
 
 async def ensure_mqtt(ha: HomeAssistant, host: str, port: int) -> None:
@@ -607,7 +630,7 @@ async def run(args: argparse.Namespace) -> None:
         started = time.monotonic()
         status = await ha.wait_http(args.timeout)
         say(f"Home Assistant answers ({time.monotonic() - started:.0f} s)")
-        await onboard(ha, status, token_file)
+        onboarded_now = await onboard(ha, status, token_file)
         await ha.wait_running(args.timeout)
         await ensure_mqtt(ha, args.mqtt_host, args.mqtt_port)
         entry = await ensure_ecoflow(ha, args.sim_url, args.access_key, args.secret_key)
@@ -623,6 +646,8 @@ async def run(args: argparse.Namespace) -> None:
             mqtt_port=args.mqtt_port,
             prefix=prefix,
         )
+        if onboarded_now:
+            await drop_offline_extras(ha)
         say(f"done in {time.monotonic() - started:.0f} s")
 
 
