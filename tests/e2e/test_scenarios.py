@@ -11,10 +11,13 @@ import asyncio
 import re
 import time
 
+from homeassistant.helpers import issue_registry as ir
 import pytest
 
+from custom_components.ecoflow_power.const import DOMAIN
 from custom_components.ecoflow_power.policy.protocol import verify_message
-from simulator.devices import river3
+from simulator.devices import delta2, river3
+from tests.integration.mqtt_helpers import publish_side
 
 from .conftest import DRY_RUN_SHUTDOWN_LINE, FAST_POLICY, TIME_SCALE
 
@@ -143,3 +146,143 @@ async def test_flapping_grid_and_soc_glitches_send_nothing(e2e) -> None:
     assert "shutdown_sent" not in types
     assert not {"shutdown_sent", "committed"} & set(env.states_seen(env.policy_entity(sn)))
     assert env.state("sensor.agent_nas_last_command") == "unknown"
+
+
+async def test_telemetry_stops_on_battery_fail_safe_shutdown(e2e) -> None:
+    station = river3(soc=60)
+    sn = station.sn
+    stale_after = 4
+    env = await e2e(devices=[station], agents={"nas": {}}, stale_after_sec=stale_after)
+
+    # On battery, far above the threshold: nothing to do yet.
+    env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 0.2})
+    await env.wait_entity(env.grid_entity(sn), "off", within=10)
+    await env.wait_entity(env.policy_entity(sn), "on_battery")
+    await asyncio.sleep(1)
+    assert env.wire.commands() == [], env.report()
+
+    # The station falls silent (the cloud connection stays up).
+    env.standin.set_scenario(sn, "stall")
+    stalled_at = time.time()
+    shutdown = await env.wait_command("nas", "shutdown", within=stale_after + 20)
+    # Not before the stale window ran out (1 s slack: issued_at is whole seconds).
+    assert shutdown["issued_at"] >= int(stalled_at) + stale_after - 1
+    assert shutdown["reason"].startswith("telemetry stale for"), shutdown["reason"]
+    assert shutdown["reason"].endswith("with grid last seen lost"), shutdown["reason"]
+    env.assert_signed("nas", shutdown)
+    assert env.standin.device(sn).state.combined_soc > 50  # not a low-battery shutdown
+
+    cid = shutdown["id"]
+    await env.wait_ack("nas", cid, "executing")
+    assert env.wire.statuses("nas", cid) == ["received", "scheduled", "executing"]
+    await env.wait_dry_run_shutdown("nas")
+    assert env.agents["nas"].dry_run_shutdowns() == 1
+
+    await env.wait_entity("sensor.agent_nas_last_acknowledgement", "executing")
+    await env.wait_entity(env.policy_entity(sn), "committed")
+    # A repair says why, and the grid is no longer claimed "off" on stale
+    # evidence (the entities re-check freshness on a 10 s timer).
+    await env.wait(
+        lambda: env.state(env.grid_entity(sn)) in ("unknown", "unavailable"),
+        15,
+        "the grid entity to drop its stale 'off'",
+    )
+    assert ir.async_get(env.hass).async_get_issue(DOMAIN, f"telemetry_stale_{sn}")
+    stale_critical = [
+        e for e in env.events if e["type"] == "battery_critical" and e.get("agent_id") is None
+    ]
+    assert stale_critical, env.report()
+
+
+async def test_local_broker_restart_with_a_pending_command(e2e) -> None:
+    station = river3(soc=22)
+    sn = station.sn
+    env = await e2e(devices=[station], agents={"nas": {}}, policy={"resend_interval_sec": 2})
+    agent = env.agents["nas"]
+
+    # The host's agent is down when the shutdown goes out: nobody acks it.
+    agent.stop()
+    await env.wait_entity("binary_sensor.agent_nas_online", "off")
+    env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 1})
+    first = await env.wait_command("nas", "shutdown", within=30)
+    cid = first["id"]
+    expires_at = first["issued_at"] + first["ttl_sec"]
+
+    # The local broker restarts (no persistence: every queued message is gone).
+    env.local.restart()
+    restarted_at = time.time()
+    agent.start()
+    # The agent is back, HA's MQTT client reconnected and re-subscribed.
+    await env.wait_entity("binary_sensor.agent_nas_online", "on", within=30)
+
+    # A resend (same id, same signature) reaches the agent within the ttl.
+    executing = await env.wait_ack("nas", cid, "executing", within=30)
+    assert executing["at"] <= expires_at
+    resent = [m for m in env.wire.commands("nas") if m.at >= restarted_at]
+    assert resent, env.report()
+    shutdowns = env.wire.commands("nas", "shutdown")
+    assert {m.payload["id"] for m in shutdowns} == {cid}, env.report()
+    assert all(m.payload == first for m in shutdowns), "a resend must be byte-identical"
+    assert len(shutdowns) >= 2
+
+    # A late copy of the same command (as a broker redelivery would be): duplicate.
+    before = len(env.wire.acks("nas", cid))
+    await publish_side(env.local, "power-manager/nas/cmd", first)
+    await env.wait(
+        lambda: "duplicate" in env.wire.statuses("nas", cid)[before:],
+        10,
+        "the agent to answer duplicate to the repeat",
+    )
+    await asyncio.sleep(1)
+    statuses = env.wire.statuses("nas", cid)
+    assert statuses.count("received") == 1, env.report()
+    assert statuses.count("executing") == 1, env.report()
+    assert agent.dry_run_shutdowns() == 1, agent.log()
+    assert len(env.wire.commands("nas", "abort")) == 0
+    await env.wait_entity(env.policy_entity(sn), "committed")
+
+
+async def test_two_agents_go_down_in_threshold_order(e2e) -> None:
+    # A Delta 2 with an extra battery; the extra pack drains much faster, so
+    # the weakest pack reaches 20 % while the screen still shows ~30 %.
+    station = delta2(soc=46, extra_pack=True)
+    sn = station.sn
+    env = await e2e(
+        devices=[station],
+        agents={"vm": {"soc_threshold": 40}, "nas": {"soc_threshold": 20}},
+    )
+    weakest = f"sensor.{env.slug(sn)}_battery_weakest_pack"
+    combined = f"sensor.{env.slug(sn)}_battery"
+
+    env.standin.set_scenario(sn, "diverge", {"main_pct_per_min": 0.3, "extra_pct_per_min": 2.5})
+    vm = await env.wait_command("vm", "shutdown", within=30)
+    # vm goes first, alone: nas's threshold is not reached yet.
+    assert env.wire.commands("nas") == [], env.report()
+    assert REASON.match(vm["reason"])["threshold"] == "40", vm["reason"]
+    env.assert_signed("vm", vm)
+    assert not verify_message(vm, env.agents["nas"].secret)
+    await env.wait_ack("vm", vm["id"], "executing")
+    await env.wait_dry_run_shutdown("vm")
+    assert env.agents["nas"].dry_run_shutdowns() == 0
+
+    nas = await env.wait_command("nas", "shutdown", within=40)
+    combined_then = float(env.state(combined))
+    weakest_then = float(env.state(weakest))
+    reason = REASON.match(nas["reason"])
+    assert reason, nas["reason"]
+    assert reason["threshold"] == "20"
+    assert float(reason["soc"]) <= 20
+    # The weakest pack decided, not the combined figure on the screen.
+    assert weakest_then <= 20, env.report()
+    assert combined_then > 25, env.report()
+    env.assert_signed("nas", nas)
+    assert not verify_message(nas, env.agents["vm"].secret)
+    await env.wait_ack("nas", nas["id"], "executing")
+    await env.wait_dry_run_shutdown("nas")
+
+    order = [m.agent for m in env.wire.commands(action="shutdown")]
+    assert order == ["vm", "nas"], env.report()
+    assert env.agents["vm"].dry_run_shutdowns() == 1
+    assert env.agents["nas"].dry_run_shutdowns() == 1
+    await env.wait_entity("sensor.agent_vm_last_acknowledgement", "executing")
+    await env.wait_entity("sensor.agent_nas_last_acknowledgement", "executing")
