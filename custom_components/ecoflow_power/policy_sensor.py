@@ -28,6 +28,15 @@ def _timestamp(value: float | None) -> datetime | None:
     return None if value is None else dt_util.utc_from_timestamp(value)
 
 
+def _next_shutdown_step(status: PolicyStatus) -> float | None:
+    """A host's commit point once a shutdown is out; before that, when it is sent.
+
+    After a shutdown is sent the engine's next automatic fire is a re-send
+    after the cooldown, which is not what a user watching a countdown means.
+    """
+    return status.next_commit_at or status.pending_fire_at
+
+
 @dataclass(frozen=True, kw_only=True)
 class PolicySensorDescription(SensorEntityDescription):
     value_fn: Callable[[PolicyStatus], str | datetime | None]
@@ -50,7 +59,7 @@ POLICY_SENSORS = (
         key="shutdown_at",
         translation_key="shutdown_at",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda status: _timestamp(status.pending_fire_at),
+        value_fn=lambda status: _timestamp(_next_shutdown_step(status)),
     ),
 )
 

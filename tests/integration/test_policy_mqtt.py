@@ -9,6 +9,7 @@ from unittest.mock import AsyncMock
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
@@ -123,6 +124,9 @@ async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     assert verify_message(command, AGENT_SECRET)
     assert not verify_message(command, "another-secret")
     assert hass.states.get("sensor.rack_shutdown_policy").state == "shutdown_sent"
+    # Once sent, the countdown shows the host's commit point (issued_at + delay).
+    commit_at = dt_util.utc_from_timestamp(command["issued_at"] + 30).isoformat()
+    assert hass.states.get("sensor.rack_shutdown_fires_at").state == commit_at
     assert {"grid_lost", "battery_critical", "shutdown_sent"} <= {e["type"] for e in events}
     # Real engine events carry HA's device id, so device triggers match them.
     from homeassistant.helpers import device_registry as dr

@@ -347,6 +347,10 @@ class PolicyEngine:
             telemetry_stale=self._stale,
             pending_fire_at=self.pending_fire_at(),
             agents=agents,
+            next_commit_at=min(
+                (view.commit_at for view in agents.values() if view.commit_at is not None),
+                default=None,
+            ),
         )
 
     @property
@@ -607,6 +611,18 @@ class PolicyEngine:
     def _fire_reason(self, rt: AgentRuntime, now: float) -> str:
         since = rt.critical_since
         if since is not None and now >= since + self._settings.debounce_sec:
+            # Describe the values at firing time: a re-fire after the cooldown
+            # must not repeat the battery level of the first one.
+            if self._grid is GridStatus.LOST and self._fresh_at is not None:
+                reading = PolicyTelemetry(
+                    grid=self._grid,
+                    soc_min=self._soc_min,
+                    remaining_discharge_min=self._remaining,
+                    at=self._fresh_at,
+                )
+                threshold = self._bindings[rt.agent_id].threshold(self._settings)
+                if evaluate(reading, threshold, self._settings) is Verdict.CRITICAL:
+                    return describe(reading, threshold, self._settings)
             return rt.critical_reason
         silent = int(now - self._fresh_at) if self._fresh_at is not None else 0
         return f"telemetry stale for {silent} s with grid last seen lost"
@@ -908,6 +924,12 @@ class PolicyEngine:
         rt = self._runtime[agent_id]
         binding = self._bindings[agent_id]
         last = rt.latest_command()
+        shutdown = rt.shutdown
+        commit_at = (
+            shutdown.commit_at
+            if shutdown is not None and shutdown.is_live() and now < shutdown.commit_at
+            else None
+        )
         return AgentView(
             agent_id=agent_id,
             soc_threshold=binding.threshold(self._settings),
@@ -921,6 +943,7 @@ class PolicyEngine:
             last_ack_detail=rt.last_ack_detail,
             acknowledged=False if last is None else last.acknowledged,
             committed=rt.shutdown is not None and rt.shutdown.committed,
+            commit_at=commit_at,
         )
 
     def _event(self, event_type: PolicyEvent, **data: Any) -> EmitEvent:

@@ -35,6 +35,7 @@ class AgentView:
     last_ack_detail: str
     acknowledged: bool  # the last command got an ack (any status)
     committed: bool  # the last shutdown got an `executing` ack
+    commit_at: float | None = None  # a live shutdown's commit point, while still ahead
 
 
 @dataclass(frozen=True, slots=True)
@@ -49,3 +50,5 @@ class PolicyStatus:
     telemetry_stale: bool
     pending_fire_at: float | None
     agents: dict[str, AgentView]
+    # The earliest commit point of a shutdown already sent: when a host goes down.
+    next_commit_at: float | None = None
