@@ -62,6 +62,7 @@ ROOT = Path(__file__).resolve().parents[2]
 LINUX_AGENT = ROOT / "agents" / "linux" / "ecoflow_agent.py"
 DRY_RUN_SHUTDOWN_LINE = "DRY-RUN: would run shutdown command"
 PREFIX = "power-manager"
+HA_BIRTH_TOPIC = "homeassistant/status"  # HA's MQTT birth message
 
 ACCESS_KEY = "e2e-access-key"
 SECRET_KEY = "e2e-secret-key"
@@ -101,6 +102,7 @@ class WireMessage:
 
     @property
     def agent(self) -> str:
+        # power-manager/<agent>/<kind>
         return self.topic.split("/")[-2]
 
     @property
@@ -129,7 +131,7 @@ class Wire:
             raise AssertionError("the wire recorder could not subscribe to the local broker")
 
     def _on_connect(self, client: Any, *args: Any) -> None:
-        client.subscribe([(f"{PREFIX}/+/cmd", 1), (f"{PREFIX}/+/ack", 1)])
+        client.subscribe([(f"{PREFIX}/+/cmd", 1), (f"{PREFIX}/+/ack", 1), (HA_BIRTH_TOPIC, 1)])
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
@@ -146,6 +148,14 @@ class Wire:
     def all(self) -> list[WireMessage]:
         with self._lock:
             return list(self.messages)
+
+    def births(self, since: float = 0.0) -> list[WireMessage]:
+        """HA's MQTT birth messages ("online") recorded since `since`."""
+        return [
+            m
+            for m in self.all()
+            if m.topic == HA_BIRTH_TOPIC and m.at >= since and m.payload.get("_raw") == "online"
+        ]
 
     def commands(self, agent: str | None = None, action: str | None = None) -> list[WireMessage]:
         return [

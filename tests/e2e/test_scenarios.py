@@ -199,6 +199,10 @@ async def test_local_broker_restart_with_a_pending_command(e2e) -> None:
     sn = station.sn
     env = await e2e(devices=[station], agents={"nas": {}}, policy={"resend_interval_sec": 2})
     agent = env.agents["nas"]
+    # HA's MQTT client publishes its birth message 5 s after its last subscribe;
+    # a broker restart before that makes HA's own birth task raise (HA core, not
+    # this integration), so the test starts from a fully initialised client.
+    await env.wait(env.wire.births, 15, "HA's MQTT birth message")
 
     # The host's agent is down when the shutdown goes out: nobody acks it.
     agent.stop()
@@ -240,6 +244,9 @@ async def test_local_broker_restart_with_a_pending_command(e2e) -> None:
     assert agent.dry_run_shutdowns() == 1, agent.log()
     assert len(env.wire.commands("nas", "abort")) == 0
     await env.wait_entity(env.policy_entity(sn), "committed")
+    # HA's MQTT client finished its reconnection (birth message after its
+    # cooldown); unloading before that would make HA's own birth task fail.
+    await env.wait(lambda: env.wire.births(restarted_at), 15, "HA's MQTT birth after the restart")
 
 
 async def test_two_agents_go_down_in_threshold_order(e2e) -> None:
