@@ -79,7 +79,7 @@ async def test_power_back_before_the_commit_point_aborts(e2e) -> None:
     station = river3(soc=22)
     sn = station.sn
     # A longer delay than scenario 1: the abort must win the race by a wide margin.
-    env = await e2e(devices=[station], agents={"nas": {}}, policy={"delay_sec": 6})
+    env = await e2e(devices=[station], agents={"nas": {}}, policy={"delay_sec": 8})
 
     env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 1})
     shutdown = await env.wait_command("nas", "shutdown", within=30)
@@ -165,8 +165,9 @@ async def test_telemetry_stops_on_battery_fail_safe_shutdown(e2e) -> None:
     env.standin.set_scenario(sn, "stall")
     stalled_at = time.time()
     shutdown = await env.wait_command("nas", "shutdown", within=stale_after + 20)
-    # Not before the stale window ran out (1 s slack: issued_at is whole seconds).
-    assert shutdown["issued_at"] >= int(stalled_at) + stale_after - 1
+    # Not before the stale window ran out (slack: issued_at is whole seconds, and
+    # the last message may have come a tick before the stall).
+    assert shutdown["issued_at"] >= stalled_at + stale_after - 2
     assert shutdown["reason"].startswith("telemetry stale for"), shutdown["reason"]
     assert shutdown["reason"].endswith("with grid last seen lost"), shutdown["reason"]
     env.assert_signed("nas", shutdown)
@@ -244,6 +245,7 @@ async def test_local_broker_restart_with_a_pending_command(e2e) -> None:
     assert agent.dry_run_shutdowns() == 1, agent.log()
     assert len(env.wire.commands("nas", "abort")) == 0
     await env.wait_entity(env.policy_entity(sn), "committed")
+    assert env.state("sensor.agent_nas_last_command") == "shutdown"
     # HA's MQTT client finished its reconnection (birth message after its
     # cooldown); unloading before that would make HA's own birth task fail.
     await env.wait(lambda: env.wire.births(restarted_at), 15, "HA's MQTT birth after the restart")
@@ -261,7 +263,7 @@ async def test_two_agents_go_down_in_threshold_order(e2e) -> None:
     weakest = f"sensor.{env.slug(sn)}_battery_weakest_pack"
     combined = f"sensor.{env.slug(sn)}_battery"
 
-    env.standin.set_scenario(sn, "diverge", {"main_pct_per_min": 0.3, "extra_pct_per_min": 2.5})
+    env.standin.set_scenario(sn, "diverge", {"main_pct_per_min": 0.1, "extra_pct_per_min": 2.5})
     vm = await env.wait_command("vm", "shutdown", within=30)
     # vm goes first, alone: nas's threshold is not reached yet.
     assert env.wire.commands("nas") == [], env.report()
@@ -281,7 +283,7 @@ async def test_two_agents_go_down_in_threshold_order(e2e) -> None:
     assert float(reason["soc"]) <= 20
     # The weakest pack decided, not the combined figure on the screen.
     assert weakest_then <= 20, env.report()
-    assert combined_then > 25, env.report()
+    assert combined_then > 20, env.report()
     env.assert_signed("nas", nas)
     assert not verify_message(nas, env.agents["vm"].secret)
     await env.wait_ack("nas", nas["id"], "executing")
