@@ -125,15 +125,17 @@ async def test_flapping_grid_and_soc_glitches_send_nothing(e2e) -> None:
     env.standin.set_scenario(
         sn, "flap", {"period_sec": period, "drain_pct_per_min": 0, "charge_pct_per_min": 0}
     )
-    glitches = []
+    state = env.standin.device(sn).state
+    glitches = published = 0
     end = time.monotonic() + 14
     while time.monotonic() < end:
-        await asyncio.sleep(0.7)
         # One-message SoC glitches both ways, on top of the flapping.
-        soc = 90 if len(glitches) % 2 else 2
-        glitches.append(env.standin.set_scenario(sn, "glitch", {"soc": soc}))
+        env.standin.set_scenario(sn, "glitch", {"soc": 90 if glitches % 2 else 2})
+        glitches += 1
+        await asyncio.sleep(0.7)
+        published += state.glitch_soc is None  # the next push carried (and used up) it
     await asyncio.sleep(1)
-    assert all(glitch.fired for glitch in glitches), "the stand-in did not publish the glitches"
+    assert published == glitches >= 10, f"only {published} of {glitches} glitches went out"
 
     # The side recorder saw the whole window: not one command.
     assert env.wire.commands() == [], env.report()
