@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from dataclasses import dataclass
+from datetime import datetime
 import hashlib
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -52,7 +52,6 @@ class EcoflowRuntimeData:
     client: EcoflowApiClient
     telemetry: EcoflowTelemetryCoordinator
     policy: PolicyCoordinator | None = None
-    extra: dict[str, Any] = field(default_factory=dict)
 
 
 type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]
@@ -288,7 +287,3 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         if state is None or state.updated_at is None:
             return None
         return now_ts() - state.updated_at
-
-    @property
-    def stale_after(self) -> timedelta:
-        return timedelta(seconds=self.stale_after_sec)

@@ -8,7 +8,7 @@ so a restart resumes a pending shutdown, and routes agent acks and status.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from dataclasses import asdict
 from datetime import datetime
 import json
 import logging
@@ -430,9 +430,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def agents_of_station(self, sn: str) -> list[str]:
         return [agent.agent_id for agent in self.agents.values() if agent.device == sn]
 
-    def audit_trail(self, sn: str) -> list[dict[str, Any]]:
-        return [record.as_dict() for record in self.engines[sn].audit_trail]
-
     def diagnostics(self) -> dict[str, Any]:
         return {
             "prefix": self.prefix,
@@ -443,15 +440,11 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
                     "device": agent.device,
                     "soc_threshold": agent.binding.soc_threshold,
                     "delay_sec": agent.binding.delay_sec,
-                    "status": self.agent_status[agent_id].__dict__
-                    if agent_id in self.agent_status
-                    and hasattr(self.agent_status[agent_id], "__dict__")
+                    "status": asdict(status)
+                    if (status := self.agent_status.get(agent_id))
                     else None,
                 }
                 for agent_id, agent in self.agents.items()
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
-
-
-type PolicyListener = Callable[[], None]
