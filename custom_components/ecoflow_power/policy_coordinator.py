@@ -290,9 +290,12 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
                 self.hass, topic, json.dumps(effect.payload), qos=1, retain=False
             )
         except HomeAssistantError as err:
-            # The engine re-sends unacknowledged commands, so a failed publish
-            # is retried at the next resend interval.
-            _LOGGER.warning("Could not publish to %s: %s", topic, err)
+            # HA's MQTT client may still deliver it once the broker is back, and
+            # the engine re-sends until the agent acknowledges (repeats are
+            # answered `duplicate`), so this is a delay, not a lost command.
+            _LOGGER.warning(
+                "Publishing to %s is delayed (%s); it is re-sent until acknowledged", topic, err
+            )
 
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None

@@ -40,3 +40,31 @@ def test_a_refire_after_the_cooldown_describes_the_current_battery(
     again = shutdowns(h.at(101) + h.lost(soc=12))
     assert len(again) == 1
     assert "soc_min 12 <= 20" in again[0].payload["reason"]
+
+
+def test_a_duplicate_ack_does_not_hide_that_the_host_is_executing(
+    make: Callable[..., Harness],
+) -> None:
+    from custom_components.ecoflow_power.policy.protocol import AckStatus
+
+    h = make(debounce_sec=0, delay_sec=5)
+    h.connected(soc=50)
+    sent = shutdowns(h.lost(soc=10) + h.at(0))
+    command_id = sent[0].payload["id"]
+    h.ack("nas", command_id, AckStatus.RECEIVED)
+    h.ack("nas", command_id, AckStatus.EXECUTING)
+    # Queued resends delivered after a broker restart come back as duplicates.
+    h.ack("nas", command_id, AckStatus.DUPLICATE, detail="duplicate")
+    view = h.engine.status().agents["nas"]
+    assert view.last_ack_status is AckStatus.EXECUTING
+    assert view.committed
+
+
+def test_a_first_ack_of_duplicate_is_still_shown(make: Callable[..., Harness]) -> None:
+    from custom_components.ecoflow_power.policy.protocol import AckStatus
+
+    h = make(debounce_sec=0)
+    h.connected(soc=50)
+    sent = shutdowns(h.lost(soc=10) + h.at(0))
+    h.ack("nas", sent[0].payload["id"], AckStatus.DUPLICATE, detail="duplicate")
+    assert h.engine.status().agents["nas"].last_ack_status is AckStatus.DUPLICATE

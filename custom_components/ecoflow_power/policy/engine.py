@@ -154,9 +154,12 @@ class PolicyEngine:
             effects.extend(self._evaluate(now))
             return effects
 
-        rt.last_ack_status = ack.status
-        rt.last_ack_at = now
-        rt.last_ack_detail = ack.detail
+        # A `duplicate` answers a resend the agent already has: it must not hide
+        # the real state (e.g. `executing`) that the first copy produced.
+        if not (ack.status is AckStatus.DUPLICATE and cmd.acknowledged):
+            rt.last_ack_status = ack.status
+            rt.last_ack_at = now
+            rt.last_ack_detail = ack.detail
         cmd.acknowledged = True
         cmd.closed = True  # any ack stops the resends: the agent has it
         if ack.status is AckStatus.SCHEDULED:
