@@ -184,6 +184,12 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         accepted = previous is None or state.updated_at != previous.updated_at
         if not (changed or accepted):
             return
+        if state.updated_at is not None and (previous is None or previous.updated_at is None):
+            _LOGGER.info(
+                "Receiving telemetry from %s (%s)",
+                self.devices[message.sn].device_name or self.models[message.sn].name,
+                self.models[message.sn].name,
+            )
         # Steady values still prove the device is alive: keep updated_at current
         # even when nothing an entity shows has changed.
         self.data = {**self.data, message.sn: state}

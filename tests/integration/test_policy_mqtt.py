@@ -355,3 +355,33 @@ async def test_disarmed_policy_decides_but_publishes_nothing(
         "switch", "turn_on", {"entity_id": "switch.rack_shutdown_policy_armed"}, blocking=True
     )
     assert hass.states.get("switch.rack_shutdown_policy_armed").state == "on"
+
+
+async def test_an_agent_announcing_itself_is_offered_in_the_options(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded
+) -> None:
+    entry, _session = loaded
+    policy = entry.runtime_data.policy
+    status = {
+        "v": 1,
+        "agent": "lab-vm",
+        "state": "online",
+        "hostname": "lab-vm",
+        "platform": "linux",
+        "agent_version": "1.0.0",
+        "dry_run": True,
+        "shutdown_sec": 20,
+        "at": 1,
+    }
+    # Not configured yet, so HA holds no secret for it: it is offered, never trusted.
+    await publish_side(broker, "power-manager/lab-vm/status", status, retain=True)
+    await wait_for(hass, lambda: "lab-vm" in policy.discovered)
+    assert policy.discovered["lab-vm"].platform == "linux"
+
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "add_agent"}
+    )
+    selector = result["data_schema"].schema["agent_id"]
+    assert selector.config["options"] == ["lab-vm"]
+    assert hass.states.get("binary_sensor.agent_lab_vm_online") is None
