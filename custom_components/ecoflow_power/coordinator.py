@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
@@ -190,6 +190,8 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
                 self.devices[message.sn].device_name or self.models[message.sn].name,
                 self.models[message.sn].name,
             )
+        if state.firmware and (previous is None or previous.firmware != state.firmware):
+            self._update_firmware(message.sn, state.firmware)
         # Steady values still prove the device is alive: keep updated_at current
         # even when nothing an entity shows has changed.
         self.data = {**self.data, message.sn: state}
@@ -199,6 +201,15 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         # fail-safe watches for, so steady telemetry must not look like silence.
         for listener in list(self._telemetry_listeners):
             listener(message.sn, state)
+
+    def _update_firmware(self, sn: str, firmware: str) -> None:
+        """Firmware is only known from telemetry, after the device was registered."""
+        if (device_id := self.device_ids.get(sn)) is None:
+            return
+        registry = dr.async_get(self.hass)
+        device = registry.async_get(device_id)
+        if device is not None and device.sw_version != firmware:
+            registry.async_update_device(device_id, sw_version=firmware)
 
     @callback
     def _handle_connection_change(self, connected: bool) -> None:

@@ -93,6 +93,11 @@ async def test_device_registry_entry(
     assert device.model == "River 3"
     assert device.serial_number == RIVER3_SN
     assert device.name == "Study UPS"
+    assert device.sw_version is None
+    # Firmware is learned from telemetry (RuntimePropertyUpload pd_firm_ver).
+    await feed(hass, loaded, RIVER3_SN, capture_bytes("pb01_river3_getreply_maodijim.bin"))
+    device = dr.async_get(hass).async_get(device.id)
+    assert device.sw_version == "2.0.1.11"
 
 
 async def test_before_any_telemetry_measurements_unavailable_grid_unknown(
