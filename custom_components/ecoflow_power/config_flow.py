@@ -158,13 +158,10 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         return devices
 
     async def _region_accepting(self, data: Mapping[str, Any], tried: Region) -> Region | None:
-        session = async_get_clientsession(self.hass)
         for region in Region:
             if region is tried:
                 continue
-            client = EcoflowApiClient(
-                session, data[CONF_ACCESS_KEY], data[CONF_SECRET_KEY], region=region
-            )
+            client = client_from_data(self.hass, {**data, CONF_REGION: region.value})
             try:
                 await client.certification()
             except EcoflowError:
@@ -191,7 +188,7 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id="user",
             data_schema=self.add_suggested_values_to_schema(
-                _keys_schema({}, with_region=True), _unflatten_keys(user_input)
+                _keys_schema({}, with_region=True), _values_to_show_again(user_input)
             ),
             errors=errors,
             description_placeholders=placeholders,
@@ -269,7 +266,7 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         return self.async_show_form(
             step_id=step_id,
             data_schema=self.add_suggested_values_to_schema(
-                _keys_schema(defaults, with_region=with_region), _unflatten_keys(user_input)
+                _keys_schema(defaults, with_region=with_region), _values_to_show_again(user_input)
             ),
             errors=errors,
             description_placeholders=placeholders,
@@ -606,7 +603,7 @@ def _flatten_input(user_input: Mapping[str, Any]) -> dict[str, Any]:
     return data
 
 
-def _unflatten_keys(user_input: Mapping[str, Any] | None) -> dict[str, Any]:
+def _values_to_show_again(user_input: Mapping[str, Any] | None) -> dict[str, Any]:
     """What to show again after an error: never the secret key."""
     if not user_input:
         return {}

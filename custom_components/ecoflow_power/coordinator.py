@@ -162,7 +162,7 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
     def async_add_telemetry_listener(
         self, listener: Callable[[str, PowerState], None]
     ) -> CALLBACK_TYPE:
-        """Call `listener(sn, state)` after every message that changed a device's state."""
+        """Call `listener(sn, state)` after every accepted message, changed or not."""
         self._telemetry_listeners.append(listener)
 
         @callback
