@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import (
     HomeAssistant,
     ServiceCall,
@@ -56,8 +55,8 @@ PING_SCHEMA = probatio.Schema(
 def _policies(hass: HomeAssistant) -> list[PolicyCoordinator]:
     return [
         entry.runtime_data.policy
-        for entry in hass.config_entries.async_entries(DOMAIN)
-        if entry.state is ConfigEntryState.LOADED and entry.runtime_data.policy is not None
+        for entry in hass.config_entries.async_loaded_entries(DOMAIN)
+        if entry.runtime_data.policy is not None
     ]
 
 
