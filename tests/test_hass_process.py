@@ -128,16 +128,25 @@ def test_hass_loads_the_integration_against_the_stand_in_and_logs_no_error(
                 stderr=subprocess.STDOUT,
                 env={**os.environ, "PYTHONDONTWRITEBYTECODE": "1"},
             )
+        registry_file = config / ".storage" / "core.entity_registry"
         deadline = time.monotonic() + 240
         while time.monotonic() < deadline:
             text = log.read_text()
-            if "Home Assistant initialized in" in text and text.count("Receiving telemetry") >= 2:
+            # HA saves the entity registry a few seconds after entities register;
+            # by then it is running and handles SIGTERM as a clean stop.
+            if (
+                "Home Assistant initialized in" in text
+                and text.count("Receiving telemetry") >= 2
+                and registry_file.exists()
+                and "ecoflow_power" in registry_file.read_text()
+            ):
                 break
             assert hass.poll() is None, f"hass exited early:\n{text[-3000:]}"
             time.sleep(0.5)
         else:
             pytest.fail(f"hass did not load the integration:\n{log.read_text()[-3000:]}")
         _stop(hass)
+        assert hass.returncode == 0, f"hass did not stop cleanly:\n{log.read_text()[-3000:]}"
         text = log.read_text()
         assert "Receiving telemetry from River 3 (simulated) (River 3)" in text
         assert "Receiving telemetry from Delta 2 (simulated) (Delta 2)" in text
@@ -149,7 +158,7 @@ def test_hass_loads_the_integration_against_the_stand_in_and_logs_no_error(
         assert not ours, "\n".join(ours)
         assert SECRET_KEY not in text
         # The entities were created and survive in the registry HA saved on stop.
-        registry = json.loads((config / ".storage" / "core.entity_registry").read_text())
+        registry = json.loads(registry_file.read_text())
         ours_registered = {
             e["entity_id"] for e in registry["data"]["entities"] if e["platform"] == "ecoflow_power"
         }
