@@ -34,6 +34,7 @@ from .ecoflow.models import ModelInfo, identify_model
 from .ecoflow.mqtt_session import CloudMqttSession, RawMessage
 from .ecoflow.state import PowerState
 from .ecoflow.tracker import DeviceTracker
+from .issues import clear_repair, raise_repair
 
 if TYPE_CHECKING:
     from .policy_coordinator import PolicyCoordinator
@@ -216,7 +217,7 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         self.cloud_connected = connected
         if connected:
             self._disconnected_since = None
-            ir.async_delete_issue(self.hass, DOMAIN, self._cloud_issue_id)
+            clear_repair(self.hass, self._cloud_issue_id)
         elif self._disconnected_since is None:
             self._disconnected_since = now_ts()
         self.async_update_listeners()
@@ -239,17 +240,12 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         if since is None or self.cloud_connected:
             return
         if now_ts() - since >= CLOUD_UNREACHABLE_REPAIR_AFTER.total_seconds():
-            ir.async_create_issue(
+            raise_repair(
                 self.hass,
-                DOMAIN,
                 self._cloud_issue_id,
-                is_fixable=False,
+                ISSUE_CLOUD_UNREACHABLE,
+                {"minutes": str(int((now_ts() - since) // 60)), "title": self.config_entry.title},
                 severity=ir.IssueSeverity.ERROR,
-                translation_key=ISSUE_CLOUD_UNREACHABLE,
-                translation_placeholders={
-                    "minutes": str(int((now_ts() - since) // 60)),
-                    "title": self.config_entry.title,
-                },
             )
 
     def _update_undecodable_issue(self, sn: str, tracker: DeviceTracker) -> None:
@@ -257,18 +253,15 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         issue_id = f"{ISSUE_UNDECODABLE_DEVICE}_{sn}"
         if stats.decoded:
             if stats.decoded == 1:
-                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+                clear_repair(self.hass, issue_id)
             return
         if stats.messages == UNDECODABLE_AFTER_MESSAGES:
             seen = ", ".join(sorted(stats.unknown_types)) or "none"
-            ir.async_create_issue(
+            raise_repair(
                 self.hass,
-                DOMAIN,
                 issue_id,
-                is_fixable=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=ISSUE_UNDECODABLE_DEVICE,
-                translation_placeholders={
+                ISSUE_UNDECODABLE_DEVICE,
+                {
                     "model": self.models[sn].name,
                     "messages": str(stats.messages),
                     "unknown_types": seen,

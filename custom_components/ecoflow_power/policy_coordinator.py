@@ -18,7 +18,7 @@ import uuid
 from homeassistant.components import mqtt
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
+from homeassistant.helpers import device_registry as dr
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
@@ -34,6 +34,7 @@ from .const import (
 )
 from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator, now_ts
 from .ecoflow.state import PowerState
+from .issues import clear_repair, raise_repair
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -134,16 +135,9 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         issue_id = f"{ISSUE_MQTT_MISSING}_{self.config_entry.entry_id}"
         if not self.hass.config_entries.async_loaded_entries(mqtt.DOMAIN):
             self.mqtt_available = False
-            ir.async_create_issue(
-                self.hass,
-                DOMAIN,
-                issue_id,
-                is_fixable=False,
-                severity=ir.IssueSeverity.WARNING,
-                translation_key=ISSUE_MQTT_MISSING,
-            )
+            raise_repair(self.hass, issue_id, ISSUE_MQTT_MISSING)
             return
-        ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+        clear_repair(self.hass, issue_id)
         self.mqtt_available = True
         self._unsubscribers.append(
             await mqtt.async_subscribe(
@@ -269,17 +263,11 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         elif isinstance(effect, RepairChange):
             issue_id = f"{effect.issue_id}_{sn}"
             if effect.active:
-                ir.async_create_issue(
-                    self.hass,
-                    DOMAIN,
-                    issue_id,
-                    is_fixable=False,
-                    severity=ir.IssueSeverity.WARNING,
-                    translation_key=effect.issue_id,
-                    translation_placeholders={"device": self._station_name(sn)},
+                raise_repair(
+                    self.hass, issue_id, effect.issue_id, {"device": self._station_name(sn)}
                 )
             else:
-                ir.async_delete_issue(self.hass, DOMAIN, issue_id)
+                clear_repair(self.hass, issue_id)
         elif isinstance(effect, AuditRecord):
             _LOGGER.info("Policy %s: %s", self._station_name(sn), effect.as_dict())
 

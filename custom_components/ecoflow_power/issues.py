@@ -1,0 +1,34 @@
+"""Repair issues the integration raises: one way to raise and clear them."""
+
+from __future__ import annotations
+
+from homeassistant.core import HomeAssistant, callback
+from homeassistant.helpers import issue_registry as ir
+
+from .const import DOMAIN
+
+
+@callback
+def raise_repair(
+    hass: HomeAssistant,
+    issue_id: str,
+    translation_key: str,
+    placeholders: dict[str, str] | None = None,
+    *,
+    severity: ir.IssueSeverity = ir.IssueSeverity.WARNING,
+) -> None:
+    """Show a repair; raising it again only refreshes its text."""
+    ir.async_create_issue(
+        hass,
+        DOMAIN,
+        issue_id,
+        is_fixable=False,
+        severity=severity,
+        translation_key=translation_key,
+        translation_placeholders=placeholders,
+    )
+
+
+@callback
+def clear_repair(hass: HomeAssistant, issue_id: str) -> None:
+    ir.async_delete_issue(hass, DOMAIN, issue_id)
