@@ -28,8 +28,15 @@ def _normal(state: PowerStationState, *, grid: bool) -> None:
     state.independent_packs = False
 
 
+class _Described:
+    """Scenarios whose every field is worth showing describe themselves as a dict."""
+
+    def describe(self) -> dict[str, Any]:
+        return asdict(self)  # type: ignore[call-overload]
+
+
 @dataclass
-class Steady:
+class Steady(_Described):
     """On grid: charge to the limit, then hold; the load passes through."""
 
     name: str = field(default="steady", init=False)
@@ -39,12 +46,9 @@ class Steady:
         _normal(state, grid=True)
         state.charge_pct_per_min = self.charge_pct_per_min
 
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class Outage:
+class Outage(_Described):
     """Grid lost: the battery carries the load and drains at a fixed rate."""
 
     name: str = field(default="outage", init=False)
@@ -54,27 +58,16 @@ class Outage:
         _normal(state, grid=False)
         state.drain_pct_per_min = self.drain_pct_per_min
 
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class Restore:
-    """Grid back: the battery recharges."""
+class Restore(Steady):
+    """Grid back: the battery recharges (what steady does, named for the log)."""
 
     name: str = field(default="restore", init=False)
-    charge_pct_per_min: float = 1.0
-
-    def apply(self, state: PowerStationState, dt: float) -> None:
-        _normal(state, grid=True)
-        state.charge_pct_per_min = self.charge_pct_per_min
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
-class Flap:
+class Flap(_Described):
     """Grid toggles: off for half of ``period_sec``, then on for the other half."""
 
     name: str = field(default="flap", init=False)
@@ -91,21 +84,15 @@ class Flap:
         state.charge_pct_per_min = self.charge_pct_per_min
         self.elapsed += dt
 
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
-
 
 @dataclass
-class Stall:
+class Stall(_Described):
     """Telemetry freezes while the connection stays up; the battery goes on."""
 
     name: str = field(default="stall", init=False)
 
     def apply(self, state: PowerStationState, dt: float) -> None:
         state.publishing = False
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 @dataclass
@@ -133,7 +120,7 @@ class Glitch:
 
 
 @dataclass
-class Diverge:
+class Diverge(_Described):
     """Off grid with two packs draining at different rates."""
 
     name: str = field(default="diverge", init=False)
@@ -148,9 +135,6 @@ class Diverge:
         state.packs[0].rate_pct_per_min = -self.main_pct_per_min
         for pack in state.packs[1:]:
             pack.rate_pct_per_min = -self.extra_pct_per_min
-
-    def describe(self) -> dict[str, Any]:
-        return asdict(self)
 
 
 _FACTORIES: dict[str, Callable[..., Scenario]] = {
