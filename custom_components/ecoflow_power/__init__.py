@@ -8,6 +8,7 @@ from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
+from .agents import agent_device_identifier
 from .config_flow import client_from_data
 from .const import DOMAIN
 from .coordinator import EcoflowConfigEntry, EcoflowRuntimeData, EcoflowTelemetryCoordinator
@@ -75,7 +76,7 @@ async def async_remove_config_entry_device(
     """Allow deleting a power station that this entry no longer manages."""
     telemetry = entry.runtime_data.telemetry
     policy = entry.runtime_data.policy
-    agents = {f"agent_{agent_id}" for agent_id in policy.agents} if policy else set()
+    agents = {agent_device_identifier(agent_id) for agent_id in policy.agents} if policy else set()
     return not any(
         domain == DOMAIN and (identifier in telemetry.devices or identifier in agents)
         for domain, identifier in device.identifiers

@@ -14,10 +14,25 @@ from .policy.settings import AgentBinding, PolicySettings
 if TYPE_CHECKING:
     from .coordinator import EcoflowTelemetryCoordinator
 
+# Agents' devices sit beside stations' in the registry: a prefix tells them apart.
+_AGENT_IDENTIFIER_PREFIX = "agent_"
+
 AGENT_DEVICE = "device"
 AGENT_SECRET = "secret"
 AGENT_SOC_THRESHOLD = "soc_threshold"
 AGENT_DELAY = "delay_sec"
+
+
+def agent_device_identifier(agent_id: str) -> str:
+    """The device registry identifier (under our domain) of an agent's device."""
+    return f"{_AGENT_IDENTIFIER_PREFIX}{agent_id}"
+
+
+def agent_id_from_identifier(identifier: str) -> str | None:
+    """The agent id of an agent's device identifier; None for a station's."""
+    if identifier.startswith(_AGENT_IDENTIFIER_PREFIX):
+        return identifier.removeprefix(_AGENT_IDENTIFIER_PREFIX)
+    return None
 
 
 @dataclass(frozen=True, slots=True)

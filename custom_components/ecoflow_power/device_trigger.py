@@ -11,6 +11,7 @@ from homeassistant.helpers.trigger import TriggerActionType, TriggerInfo
 from homeassistant.helpers.typing import ConfigType
 import probatio
 
+from .agents import agent_id_from_identifier
 from .const import DOMAIN, EVENT_POLICY, POLICY_EVENT_TYPES
 
 STATION_TRIGGERS = tuple(t for t in POLICY_EVENT_TYPES if t != "agent_offline")
@@ -28,7 +29,8 @@ async def async_get_triggers(hass: HomeAssistant, device_id: str) -> list[dict[s
     identifiers = [identifier for domain, identifier in device.identifiers if domain == DOMAIN]
     if not identifiers:
         return []
-    types = AGENT_TRIGGERS if identifiers[0].startswith("agent_") else STATION_TRIGGERS
+    is_agent = agent_id_from_identifier(identifiers[0]) is not None
+    types = AGENT_TRIGGERS if is_agent else STATION_TRIGGERS
     return [
         {CONF_PLATFORM: "device", CONF_DOMAIN: DOMAIN, CONF_DEVICE_ID: device_id, CONF_TYPE: kind}
         for kind in types

@@ -2,13 +2,21 @@
 
 from __future__ import annotations
 
+from datetime import datetime
+
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
+from homeassistant.util import dt as dt_util
 
 from .const import DOMAIN, MANUFACTURER
 from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import PowerState
+
+
+def utc_datetime(timestamp: float | None) -> datetime | None:
+    """Epoch seconds as a timestamp sensor's value."""
+    return None if timestamp is None else dt_util.utc_from_timestamp(timestamp)
 
 
 def station_device_info(coordinator: EcoflowTelemetryCoordinator, sn: str) -> DeviceInfo:

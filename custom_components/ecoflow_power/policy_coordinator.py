@@ -24,7 +24,13 @@ from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
 
-from .agents import AgentConfig, DiscoveredAgent, agents_from_options, policy_settings_for
+from .agents import (
+    AgentConfig,
+    DiscoveredAgent,
+    agent_device_identifier,
+    agents_from_options,
+    policy_settings_for,
+)
 from .const import (
     CONF_TOPIC_PREFIX,
     DEFAULT_TOPIC_PREFIX,
@@ -225,7 +231,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
 
     def _update_agent_device(self, agent: AgentConfig, status: AgentStatus) -> None:
         registry = dr.async_get(self.hass)
-        device = self._find_device(f"agent_{agent.agent_id}")
+        device = self._find_device(agent_device_identifier(agent.agent_id))
         if device is None:
             return
         model = f"Host agent ({status.platform})"
@@ -288,7 +294,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
     ) -> None:
-        identifier = f"agent_{agent}" if agent else sn
+        identifier = agent_device_identifier(agent) if agent else sn
         device = self._find_device(identifier) if identifier else None
         # The engine names its station by serial as "device_id"; on the bus
         # device_id must be HA's device registry id, or device triggers miss it.

@@ -6,6 +6,7 @@ from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
 
+from .agents import agent_device_identifier
 from .const import DOMAIN
 from .entity import station_device_info
 from .policy.status import AgentView, PolicyStatus
@@ -42,9 +43,10 @@ class EcoflowAgentEntity(CoordinatorEntity[PolicyCoordinator]):
         self.agent_id = agent_id
         agent = coordinator.agents[agent_id]
         self.sn = agent.device
-        self._attr_unique_id = f"agent_{agent_id}_{description.key}"
+        identifier = agent_device_identifier(agent_id)
+        self._attr_unique_id = f"{identifier}_{description.key}"
         self._attr_device_info = DeviceInfo(
-            identifiers={(DOMAIN, f"agent_{agent_id}")},
+            identifiers={(DOMAIN, identifier)},
             manufacturer="EcoFlow Power Management",
             model="Host agent",
             name=f"Agent {agent_id}",

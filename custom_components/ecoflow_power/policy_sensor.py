@@ -16,16 +16,12 @@ from homeassistant.components.sensor import (
     SensorEntity,
     SensorEntityDescription,
 )
-from homeassistant.util import dt as dt_util
 
+from .entity import utc_datetime
 from .policy.protocol import AckStatus, AgentState, CommandAction
 from .policy.status import AgentView, PolicyState, PolicyStatus
 from .policy_coordinator import PolicyCoordinator
 from .policy_entity import EcoflowAgentEntity, EcoflowPolicyEntity
-
-
-def _timestamp(value: float | None) -> datetime | None:
-    return None if value is None else dt_util.utc_from_timestamp(value)
 
 
 def _next_shutdown_step(status: PolicyStatus) -> float | None:
@@ -59,7 +55,7 @@ POLICY_SENSORS = (
         key="shutdown_at",
         translation_key="shutdown_at",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda status: _timestamp(_next_shutdown_step(status)),
+        value_fn=lambda status: utc_datetime(_next_shutdown_step(status)),
     ),
 )
 
@@ -75,7 +71,7 @@ AGENT_SENSORS = (
         key="last_ack_at",
         translation_key="last_ack_at",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda view: _timestamp(view.last_ack_at),
+        value_fn=lambda view: utc_datetime(view.last_ack_at),
     ),
     AgentSensorDescription(
         key="last_command",
@@ -88,7 +84,7 @@ AGENT_SENSORS = (
         key="last_command_at",
         translation_key="last_command_at",
         device_class=SensorDeviceClass.TIMESTAMP,
-        value_fn=lambda view: _timestamp(view.last_command_at),
+        value_fn=lambda view: utc_datetime(view.last_command_at),
     ),
 )
 

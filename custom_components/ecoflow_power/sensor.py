@@ -22,11 +22,10 @@ from homeassistant.const import (
 )
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
-from homeassistant.util import dt as dt_util
 
 from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator
 from .ecoflow.state import ChargeState, PowerState
-from .entity import EcoflowStationEntity
+from .entity import EcoflowStationEntity, utc_datetime
 from .policy_sensor import policy_sensors
 
 PARALLEL_UPDATES = 0
@@ -67,12 +66,6 @@ def _power(key: str, field: str, *, optional: bool = False) -> EcoflowSensorEnti
         value_fn=lambda state: rounded(getattr(state, field), 0),
         exists_fn=_seen(field) if optional else (lambda _: True),
     )
-
-
-def _last_telemetry(state: PowerState) -> datetime | None:
-    if state.updated_at is None:
-        return None
-    return dt_util.utc_from_timestamp(state.updated_at)
 
 
 SENSORS: tuple[EcoflowSensorEntityDescription, ...] = (
@@ -140,7 +133,7 @@ SENSORS: tuple[EcoflowSensorEntityDescription, ...] = (
         entity_category=EntityCategory.DIAGNOSTIC,
         # Changes with every message: off by default so it does not fill the recorder.
         entity_registry_enabled_default=False,
-        value_fn=_last_telemetry,
+        value_fn=lambda state: utc_datetime(state.updated_at),
         requires_fresh=False,
     ),
 )

@@ -15,6 +15,7 @@ from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 import probatio
 
+from .agents import agent_id_from_identifier
 from .const import DOMAIN
 
 if TYPE_CHECKING:
@@ -79,8 +80,8 @@ def _resolve_agents(
                 translation_placeholders={"device_id": device_id},
             )
         for identifier in identifiers:
-            if identifier.startswith("agent_"):
-                wanted.append(identifier.removeprefix("agent_"))
+            if (agent_id := agent_id_from_identifier(identifier)) is not None:
+                wanted.append(agent_id)
             else:
                 wanted += [a for p in policies for a in p.agents_of_station(identifier)]
     if not wanted and default_all:
