@@ -6,6 +6,7 @@ import asyncio
 from collections.abc import Callable
 from datetime import timedelta
 import json
+import re
 import time
 from typing import Any
 from unittest.mock import patch
@@ -52,12 +53,24 @@ async def wait_for(hass: HomeAssistant, predicate: Callable[[], bool], seconds: 
     raise AssertionError("condition not met in time")
 
 
-async def flush_subscriptions(hass: HomeAssistant, freezer: Any) -> None:
-    """HA sends subscriptions after a short cooldown timer: run it, then await SUBACK."""
-    freezer.tick(timedelta(seconds=2))
-    async_fire_time_changed(hass)
-    await hass.async_block_till_done()
-    await real_sleep(0.3)
+async def flush_subscriptions(
+    hass: HomeAssistant, freezer: Any, broker: MosquittoBroker, topics: list[str]
+) -> None:
+    """Run HA's subscribe cooldown timer until the broker has registered `topics`.
+
+    HA batches subscriptions behind a timer that only moves with the frozen
+    clock; the broker's own log says when each subscription took effect, so
+    this waits for that instead of guessing a delay.
+    """
+    for _ in range(100):
+        freezer.tick(timedelta(seconds=1))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+        log = broker.log_path.read_text()
+        if all(re.search(rf"^\d+: \S+ \d {re.escape(topic)}$", log, re.M) for topic in topics):
+            return
+        await real_sleep(0.05)
+    raise AssertionError(f"the broker never registered {topics}")
 
 
 class SideSubscriber:

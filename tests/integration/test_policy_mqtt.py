@@ -64,7 +64,8 @@ async def loaded(
     fake_session,
     freezer: FrozenDateTimeFactory,
 ):
-    # Setup ticks the clock 2 s (flush_subscriptions): telemetry starts at 12:00:02.
+    # Setup ticks the clock until HA's subscriptions are in, so expected times
+    # below are taken from the clock, not written as constants.
     freezer.move_to("2026-11-01T12:00:00+00:00")
     mqtt_entry = await setup_real_mqtt(hass, broker)
     entry = make_entry(
@@ -84,7 +85,9 @@ async def loaded(
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
-    await flush_subscriptions(hass, freezer)
+    await flush_subscriptions(
+        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
+    )
     yield entry, fake_session.instances[-1]
     await hass.config_entries.async_unload(entry.entry_id)
     await hass.config_entries.async_unload(mqtt_entry.entry_id)
@@ -106,9 +109,11 @@ async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
     assert hass.states.get("sensor.rack_shutdown_policy").state == "normal"
 
+    critical_at = dt_util.utcnow()
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
     assert hass.states.get("sensor.rack_shutdown_policy").state == "critical_pending"
-    assert hass.states.get("sensor.rack_shutdown_fires_at").state == "2026-11-01T12:01:02+00:00"
+    fires_at = (critical_at + timedelta(seconds=60)).isoformat()
+    assert hass.states.get("sensor.rack_shutdown_fires_at").state == fires_at
 
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
         await _advance(hass, freezer, 30)
@@ -213,6 +218,7 @@ async def test_restart_in_the_middle_of_a_pending_shutdown_resumes_it(
 ) -> None:
     entry, session = loaded
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
+    critical_at = dt_util.utcnow()
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
     assert hass.states.get("sensor.rack_shutdown_policy").state == "critical_pending"
 
@@ -221,7 +227,8 @@ async def test_restart_in_the_middle_of_a_pending_shutdown_resumes_it(
     await hass.async_block_till_done()
     session = type(session).instances[-1]
     assert hass.states.get("sensor.rack_shutdown_policy").state == "critical_pending"
-    assert hass.states.get("sensor.rack_shutdown_fires_at").state == "2026-11-01T12:01:02+00:00"
+    fires_at = (critical_at + timedelta(seconds=60)).isoformat()
+    assert hass.states.get("sensor.rack_shutdown_fires_at").state == fires_at
 
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=2, wait=4) as subscriber:
         await _advance(hass, freezer, 20)
