@@ -66,11 +66,16 @@ async def flush_subscriptions(
         freezer.tick(timedelta(seconds=1))
         async_fire_time_changed(hass)
         await hass.async_block_till_done()
-        log = broker.log_path.read_text()
-        if all(re.search(rf"^\d+: \S+ \d {re.escape(topic)}$", log, re.M) for topic in topics):
+        if all(subscriptions(broker, topic) for topic in topics):
             return
         await real_sleep(0.05)
     raise AssertionError(f"the broker never registered {topics}")
+
+
+def subscriptions(broker: MosquittoBroker, topic: str) -> int:
+    """How many subscriptions to `topic` the broker has logged as taking effect."""
+    pattern = rf"^\d+: \S+ \d {re.escape(topic)}$"
+    return len(re.findall(pattern, broker.log_path.read_text(), re.M))
 
 
 class SideSubscriber:
@@ -93,15 +98,21 @@ class SideSubscriber:
             "1",
             "-v",
         ]
+        self.broker = broker
+        self.topic = topic
         self.process: asyncio.subprocess.Process | None = None
 
     async def __aenter__(self) -> SideSubscriber:
+        before = subscriptions(self.broker, self.topic)
         self.process = await asyncio.create_subprocess_exec(
             *self.args, stdout=asyncio.subprocess.PIPE, stderr=asyncio.subprocess.PIPE
         )
-        # Give it time to subscribe before anything is published.
-        await real_sleep(0.5)
-        return self
+        # Nothing may be published before the broker has the subscription.
+        for _ in range(200):
+            if subscriptions(self.broker, self.topic) > before:
+                return self
+            await real_sleep(0.05)
+        raise AssertionError(f"mosquitto_sub never subscribed to {self.topic}")
 
     async def messages(self) -> list[tuple[str, dict[str, Any]]]:
         assert self.process is not None
