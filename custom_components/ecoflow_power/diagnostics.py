@@ -57,7 +57,7 @@ async def async_get_config_entry_diagnostics(
         devices[sn] = {
             "model": _plain(telemetry.models[sn]),
             "product_name": telemetry.devices[sn].product_name,
-            "state": _plain(state),
+            "state": state.to_dict(),
             "seconds_since_update": telemetry.seconds_since_update(sn),
             "stats": _plain(tracker.stats),
             "raw_fields": _plain(tracker.raw_fields()),
