@@ -24,6 +24,7 @@ class EngineContext:
     runtime: dict[str, AgentRuntime] = field(default_factory=dict)
     obs: Observations = field(default_factory=Observations)
     audit: AuditTrail = field(default_factory=lambda: AuditTrail(DEFAULT_AUDIT_SIZE))
+    last_now: float | None = None  # newest clock value seen (to notice a backward step)
 
     def threshold(self, agent_id: str) -> float:
         return self.bindings[agent_id].threshold(self.settings)

@@ -16,6 +16,8 @@ class PolicySettings:
     soc_threshold: float = 20.0  # % of the weakest battery module (soc_min)
     runtime_threshold_min: int | None = None  # None = runtime rule off
     hysteresis_pct: float = 2.0  # a pending timer survives soc up to threshold + this
+    runtime_hysteresis_min: int = 5  # ... and remaining runtime up to the limit + this
+    runtime_smoothing_sec: int = 120  # clearing needs the smoothed runtime above the band too
     debounce_sec: int = 60  # the condition must hold this long before firing
     stale_after_sec: int = 120  # silence after which telemetry counts as lost
     delay_sec: int = 60  # agent waits this long before its commit point
@@ -37,12 +39,15 @@ class PolicySettings:
         for name in (
             "debounce_sec",
             "delay_sec",
+            "cooldown_sec",
             "restore_confirm_sec",
             "estimate_margin_sec",
+            "runtime_hysteresis_min",
+            "runtime_smoothing_sec",
         ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        for name in ("stale_after_sec", "ttl_sec", "cooldown_sec", "resend_interval_sec"):
+        for name in ("stale_after_sec", "ttl_sec", "resend_interval_sec"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
 
