@@ -122,7 +122,7 @@ class Commands:
 
     def abort_pending(self, now: float, reason: str, effects: list[Effect]) -> None:
         """Abort every shutdown still before its commit point (disarm)."""
-        for rt in self._ctx.runtime.values():
+        for rt in self._ctx.acting().values():
             s = rt.shutdown
             if s is None or not s.is_live() or s.released or s.grid_restored:
                 continue
@@ -319,37 +319,38 @@ class Commands:
 
     # -- grid back -------------------------------------------------------------------
 
-    def abort_on_restore(self, now: float, effects: list[Effect]) -> None:
-        """Grid present: abort automatic shutdowns still before their commit point."""
+    def abort_on_restore(
+        self, rt: AgentRuntime, now: float, effects: list[Effect], where: str = ""
+    ) -> None:
+        """Grid present: abort the agent's automatic shutdown if still before its commit point."""
         ctx = self._ctx
-        for agent_id, rt in ctx.runtime.items():
-            shutdown = rt.shutdown
-            # Manual shutdowns are the user's explicit wish: only manual_abort
-            # cancels them. Automatic ones are handled once per restoration.
-            if shutdown is None or shutdown.manual or shutdown.grid_restored:
-                continue
-            shutdown.grid_restored = True
-            if not shutdown.is_live():
-                continue
-            if shutdown.past_commit(now):
-                shutdown.closed = True  # a late copy would shut a powered host down
-                ctx.audit_add(
-                    effects,
-                    now,
-                    AuditKind.ABORT_TOO_LATE,
-                    f"grid restored after commit point {shutdown.commit_at}: no abort",
-                    agent_id=agent_id,
-                    command_id=shutdown.id,
-                )
-                continue
-            self.send_abort(
-                rt,
-                shutdown,
-                now,
-                f"grid restored before commit point {shutdown.commit_at}",
+        shutdown = rt.shutdown
+        # Manual shutdowns are the user's explicit wish: only manual_abort
+        # cancels them. Automatic ones are handled once per restoration.
+        if shutdown is None or shutdown.manual or shutdown.grid_restored:
+            return
+        shutdown.grid_restored = True
+        if not shutdown.is_live():
+            return
+        if shutdown.past_commit(now):
+            shutdown.closed = True  # a late copy would shut a powered host down
+            ctx.audit_add(
                 effects,
-                manual=False,
+                now,
+                AuditKind.ABORT_TOO_LATE,
+                f"grid restored{where} after commit point {shutdown.commit_at}: no abort",
+                agent_id=rt.agent_id,
+                command_id=shutdown.id,
             )
+            return
+        self.send_abort(
+            rt,
+            shutdown,
+            now,
+            f"grid restored{where} before commit point {shutdown.commit_at}",
+            effects,
+            manual=False,
+        )
 
     # -- resends ---------------------------------------------------------------------
 

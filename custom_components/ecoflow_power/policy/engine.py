@@ -19,6 +19,8 @@ import math
 from typing import Any
 import uuid
 
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
+
 from .audit import DEFAULT_AUDIT_SIZE, AuditKind, AuditRecord, AuditTrail, DecisionMode
 from .commands import Commands
 from .context import EngineContext
@@ -28,6 +30,7 @@ from .persistence import STATE_VERSION, PolicyStateError, check_header, dump, lo
 from .protocol import Ack, sanitize_text
 from .settings import AgentBinding, PolicySettings
 from .status import PolicyState, PolicyStatus
+from .supply import FeedRule, SupplyBoard
 from .telemetry import PolicyTelemetry
 from .tracking import AgentRuntime
 from .views import agent_view, station_state
@@ -68,6 +71,7 @@ class PolicyEngine:
         self._set_agents(agents)
         self._decision = Decision(self._ctx)
         self._commands = Commands(self._ctx)
+        self._board: SupplyBoard | None = None
 
     # -- read-only properties --------------------------------------------------
 
@@ -105,7 +109,9 @@ class PolicyEngine:
         # been back long enough before this new loss).
         self._settle(now, effects)
         if self._decision.observe(telemetry, now, effects):
-            self._commands.abort_on_restore(now, effects)
+            for agent_id, rt in self._ctx.acting().items():
+                if self._supply_restored(agent_id):
+                    self._commands.abort_on_restore(rt, now, effects)
         effects.extend(self._evaluate(now))
         return effects
 
@@ -281,6 +287,68 @@ class PolicyEngine:
         effects.extend(self._evaluate(now))
         return effects
 
+    # -- several stations feeding one host (policy/supply.py) ---------------------
+
+    def attach_board(self, board: SupplyBoard | None) -> None:
+        """Called by SupplyBoard.attach: where to read the other feeding stations."""
+        self._board = board
+
+    def condition_due_at(self, agent_id: str, now: float | None = None) -> float | None:
+        """When this station's own condition makes the agent's shutdown due (no hold-back)."""
+        rt = self._ctx.runtime.get(agent_id)
+        if rt is None:
+            return None
+        return self._decision.due_at(rt, self._ctx.clock() if now is None else now)
+
+    @property
+    def grid_present(self) -> bool:
+        return self._ctx.obs.grid is GridStatus.CONNECTED
+
+    def _combined_due(self, rt: AgentRuntime, now: float) -> float | None:
+        own = self._decision.due_at(rt, now)
+        binding = self._ctx.bindings[rt.agent_id]
+        board = self._board
+        if not binding.feeds or board is None:
+            return own
+        dues = [own]
+        for station in binding.feeds:
+            # A station not on the board cannot be shown to keep the host up.
+            dues.append(
+                board.condition_due_at(station, rt.agent_id, now) if board.known(station) else own
+            )
+        if binding.feed_rule == FeedRule.ANY:
+            known = [d for d in dues if d is not None]
+            return min(known) if known else None
+        if any(d is None for d in dues):
+            return None
+        return max(d for d in dues if d is not None)
+
+    def _supply_restored(self, agent_id: str) -> bool:
+        """The host has power again (this station's grid just came back)."""
+        binding = self._ctx.bindings[agent_id]
+        board = self._board
+        if not binding.feeds or board is None or binding.feed_rule == FeedRule.ALL:
+            return True
+        return all(board.grid_present(station) for station in binding.feeds)
+
+    def _peer_restores(self, now: float, effects: list[Effect]) -> None:
+        """A feeding station's grid came back: abort what that makes pointless."""
+        board = self._board
+        if board is None:
+            return
+        for agent_id, rt in self._ctx.acting().items():
+            binding = self._ctx.bindings[agent_id]
+            if not binding.feeds:
+                continue
+            present = [board.grid_present(station) for station in binding.feeds]
+            if binding.feed_rule == FeedRule.ALL:
+                restored = any(present)
+            else:
+                restored = all(present) and self.grid_present
+            if restored:
+                where = " on a feeding station" if binding.feed_rule == FeedRule.ALL else ""
+                self._commands.abort_on_restore(rt, now, effects, where)
+
     # -- views -------------------------------------------------------------------
 
     def next_deadline(self) -> float | None:
@@ -307,7 +375,7 @@ class PolicyEngine:
         ctx = self._ctx
         now = ctx.clock()
         agents = {
-            agent_id: agent_view(ctx, agent_id, now, self._fire_at) for agent_id in ctx.runtime
+            agent_id: agent_view(ctx, agent_id, now, self._fire_at) for agent_id in ctx.acting()
         }
         return PolicyStatus(
             device_id=ctx.device_id,
@@ -367,7 +435,9 @@ class PolicyEngine:
         None if its condition does not hold, or if a shutdown already out holds
         a new one back until some event (see Commands.blocked_until).
         """
-        due = self._decision.due_at(rt, now)
+        if self._ctx.bindings[rt.agent_id].observe_only:
+            return None
+        due = self._combined_due(rt, now)
         if due is None:
             return None
         blocked = self._commands.blocked_until(rt, now)
@@ -402,7 +472,8 @@ class PolicyEngine:
         ctx = self._ctx
         effects: list[Effect] = []
         self._settle(now, effects)
-        for agent_id, rt in ctx.runtime.items():
+        self._peer_restores(now, effects)
+        for agent_id, rt in ctx.acting().items():
             fire_at = self._fire_at(rt, now)
             if fire_at is None:
                 rt.suppressed = False  # episode over: a later one is recorded again
@@ -474,10 +545,11 @@ class PolicyEngine:
 
     def _resolve(self, agent_ids: Iterable[str] | None) -> list[str]:
         ctx = self._ctx
+        acting = ctx.acting()
         if agent_ids is None:
-            return list(ctx.bindings)
+            return list(acting)
         ids = list(dict.fromkeys(agent_ids))
-        unknown = [agent_id for agent_id in ids if agent_id not in ctx.bindings]
+        unknown = [agent_id for agent_id in ids if agent_id not in acting]
         if unknown:
             raise ValueError(f"unknown agents for {ctx.device_id}: {', '.join(unknown)}")
         return ids

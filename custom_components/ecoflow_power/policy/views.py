@@ -43,7 +43,8 @@ def unconfirmed(s: SentCommand, now: float) -> bool:
 def station_state(ctx: EngineContext, now: float, fire_at: FireAt) -> PolicyState:
     if not ctx.armed:
         return PolicyState.DISARMED
-    current = [s for rt in ctx.runtime.values() if (s := current_shutdown(ctx, rt, now))]
+    acting = ctx.acting().values()
+    current = [s for rt in acting if (s := current_shutdown(ctx, rt, now))]
     past = [s for s in current if s.past_commit(now)]
     if any(not unconfirmed(s, now) for s in past):
         return PolicyState.COMMITTED
@@ -51,7 +52,7 @@ def station_state(ctx: EngineContext, now: float, fire_at: FireAt) -> PolicyStat
         return PolicyState.UNACKNOWLEDGED
     if current:
         return PolicyState.SHUTDOWN_SENT
-    if any(fire_at(rt, now) is not None for rt in ctx.runtime.values()):
+    if any(fire_at(rt, now) is not None for rt in acting):
         return PolicyState.CRITICAL_PENDING
     if ctx.obs.grid is GridStatus.LOST:
         return PolicyState.ON_BATTERY
