@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import hashlib
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
     SOURCE_REAUTH,
@@ -54,12 +54,14 @@ from .const import (
     DEFAULT_TOPIC_PREFIX,
     DOMAIN,
 )
-from .coordinator import EcoflowConfigEntry
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
 from .policy.protocol import is_valid_agent_id
 from .policy.settings import PolicySettings
+
+if TYPE_CHECKING:
+    from .runtime import EcoflowConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
