@@ -91,10 +91,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     # Stations are registered first so agents' devices can name them as parent.
     registry = dr.async_get(hass)
     for sn in telemetry.devices:
-        info = station_device_info(telemetry, sn)
-        if info.get("sw_version") is None and sn in cache.firmware:
-            info["sw_version"] = cache.firmware[sn]
-        device = registry.async_get_or_create(config_entry_id=entry.entry_id, **info)
+        device = registry.async_get_or_create(
+            config_entry_id=entry.entry_id, **station_device_info(telemetry, sn)
+        )
         telemetry.device_ids[sn] = device.id
     await telemetry.async_start()
     entry.async_on_unload(telemetry.async_stop)

@@ -346,6 +346,12 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
                     device_id, name=device.device_name or model.name, model=model.name
                 )
 
+    def known_firmware(self, sn: str) -> str | None:
+        """The firmware last seen (this run or a previous one), from the device cache."""
+        if self.device_cache is None:
+            return None
+        return self.device_cache.firmware.get(sn)
+
     def seconds_since_update(self, sn: str) -> float | None:
         state = self.data.get(sn) if self.data else None
         if state is None or state.updated_at is None:
