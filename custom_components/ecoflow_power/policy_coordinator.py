@@ -319,24 +319,23 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         previous = self.agent_status.get(agent_id)
         self.agent_status[agent_id] = status
         self._update_agent_device(agent, status)
+        self.async_update_listeners()
         if (
             status.state is AgentState.OFFLINE
             and previous is not None
             and previous.state is AgentState.ONLINE
         ):
             self._fire_event(agent.device, "agent_offline", {"agent": agent_id}, agent=agent_id)
-        if status.state is AgentState.ONLINE and (
-            previous is None or previous.state is not AgentState.ONLINE
-        ):
-            self._agent_back_online(agent)
-        self.async_update_listeners()
-
-    def _agent_back_online(self, agent: AgentConfig) -> None:
-        """An agent (re)appeared: the engine may re-issue a shutdown it never confirmed."""
-        engine = self.engines.get(agent.device)
-        handler = getattr(engine, "agent_online", None)
-        if handler is not None:
-            self._run_effects_and_reschedule(list(handler(agent.agent_id)), agent.device)
+        # Every verified status: an agent back online without having
+        # confirmed its shutdown gets it again (the engine decides).
+        self._run_effects_and_reschedule(
+            self.engines[agent.device].agent_online(
+                agent_id, status.state is AgentState.ONLINE, since=float(status.at)
+            )
+            if agent.device in self.engines
+            else [],
+            agent.device,
+        )
 
     def _find_device(self, identifier: str) -> dr.DeviceEntry | None:
         """A station or agent device of this entry (agents hang under their station)."""

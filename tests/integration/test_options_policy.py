@@ -72,6 +72,10 @@ async def test_policy_settings_of_a_station(hass: HomeAssistant, entry: MockConf
         "ttl_sec": 600,
         "cooldown_sec": 900,
         "dry_run": True,
+        # Not in the submitted form: the defaults the form showed.
+        "restore_confirm_sec": 60,
+        "estimate_margin_sec": 120,
+        "blind_mode": True,
     }
     assert entry.options[CONF_TOPIC_PREFIX] == "lab/ups"
     # The reloaded engine runs with them.
