@@ -38,6 +38,15 @@ def stored_policy_settings(stored: Mapping[str, Any]) -> PolicySettings:
         return PolicySettings()
 
 
+def _error_of(settings: Mapping[str, Any]) -> str | None:
+    """Why the engine would refuse these settings; None when it accepts them."""
+    try:
+        PolicySettings.from_mapping(settings)
+    except (ValueError, TypeError) as err:
+        return str(err)
+    return None
+
+
 def settings_from_form(user_input: Mapping[str, Any]) -> dict[str, Any]:
     """The form's values as stored options (only settings this engine knows)."""
     settings: dict[str, Any] = {
@@ -118,17 +127,16 @@ class PolicyOptionsMixin(OptionsFlow):
         errors: dict[str, str] = {}
         placeholders = {"station": self._stations()[self._station], "error": ""}
         if user_input is not None:
-            settings = {**stored, **settings_from_form(user_input)}
-            try:
-                PolicySettings.from_mapping(
-                    {
-                        **settings,
-                        "stale_after_sec": int(options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER)),
-                    }
-                )
-            except (ValueError, TypeError) as err:
+            stale = int(options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER))
+            form = settings_from_form(user_input)
+            # Stored settings the form does not show are kept, unless they are
+            # what makes the stored settings invalid (then they are dropped).
+            settings = {**stored, **form}
+            if _error_of({**settings, "stale_after_sec": stale}) is not None:
+                settings = form
+            if (error := _error_of({**settings, "stale_after_sec": stale})) is not None:
                 errors["base"] = "invalid_policy_settings"
-                placeholders["error"] = str(err)
+                placeholders["error"] = error
             else:
                 policies[self._station] = settings
                 return self.async_create_entry(
