@@ -1,27 +1,45 @@
-"""EcoFlow Power Management: EcoFlow power stations as a UPS for Home Assistant."""
+"""EcoFlow Power Management: EcoFlow power stations as a UPS for Home Assistant.
+
+Setup never waits for the cloud: the account's devices come from the entry's
+cache (device_cache.py), the policies from their stored state, and the cloud
+session connects in the background. An unreachable cloud is a state (the
+Cloud connection entity) and a repair, not a failed setup.
+"""
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from homeassistant.const import Platform
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ConfigEntryAuthFailed, ConfigEntryNotReady
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
 from .agents import agent_device_identifier
 from .config_flow import client_from_data
-from .const import DOMAIN
-from .coordinator import EcoflowConfigEntry, EcoflowRuntimeData, EcoflowTelemetryCoordinator
+from .const import CONF_DEVICES, DOMAIN
+from .coordinator import EcoflowTelemetryCoordinator
+from .device_cache import DeviceCache, devices_from_selection
 from .device_selection import devices_to_manage
+from .ecoflow.api import DeviceInfo, EcoflowApiClient
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .entity import station_device_info
+from .issues import ISSUE_DEVICES_UNKNOWN, clear_repair, raise_repair
 from .policy_coordinator import PolicyCoordinator
 from .restore_coordinator import WakeCoordinator
+from .runtime import EcoflowConfigEntry, EcoflowRuntimeData
 from .services import async_setup_services
+
+_LOGGER = logging.getLogger(__name__)
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
 
 PLATFORMS: list[Platform] = [Platform.BINARY_SENSOR, Platform.SENSOR, Platform.SWITCH]
+
+# Only with an empty cache (the first start, or an upgrade from a version
+# without one) does setup ask the cloud for names and models, and no longer.
+FIRST_LIST_TIMEOUT = 10
 
 
 async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
@@ -30,25 +48,47 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
     return True
 
 
-async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
-    """Sign in, start the cloud session and the entities."""
-    client = client_from_data(hass, entry.data)
-    try:
-        account = await client.devices()
-    except EcoflowAuthError as err:
-        raise ConfigEntryAuthFailed(
-            translation_domain=DOMAIN, translation_key="auth_failed"
-        ) from err
-    except EcoflowError as err:
-        raise ConfigEntryNotReady(
-            translation_domain=DOMAIN,
-            translation_key="cannot_connect",
-            translation_placeholders={"error": str(err)},
-        ) from err
+async def _async_known_account(
+    hass: HomeAssistant, entry: EcoflowConfigEntry, client: EcoflowApiClient, cache: DeviceCache
+) -> list[DeviceInfo]:
+    """The account's devices without depending on the cloud.
 
-    telemetry = EcoflowTelemetryCoordinator(hass, entry, client, devices_to_manage(entry, account))
-    await telemetry.async_apply_account_devices(account)
-    entry.runtime_data = EcoflowRuntimeData(client=client, telemetry=telemetry)
+    The cache when it has any; else one short attempt at the cloud; else the
+    serials the user selected (names and models follow once the cloud answers).
+    """
+    if await cache.async_load():
+        return cache.devices
+    try:
+        async with asyncio.timeout(FIRST_LIST_TIMEOUT):
+            account = await client.devices()
+    except EcoflowAuthError:
+        _LOGGER.warning("EcoFlow refused the keys of %s; starting reauthentication", entry.title)
+        entry.async_start_reauth(hass)
+    except (EcoflowError, TimeoutError) as err:
+        _LOGGER.info("EcoFlow cloud not reachable at start (%s); starting from the selection", err)
+    else:
+        cache.set_account(account)
+        await cache.async_save()
+        return account
+    return devices_from_selection(list(entry.options.get(CONF_DEVICES, [])))
+
+
+async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
+    """Start entities and policies from what is stored; the cloud connects in the background."""
+    client = client_from_data(hass, entry.data)
+    cache = DeviceCache(hass, entry.entry_id)
+    account = await _async_known_account(hass, entry, client, cache)
+    devices = devices_to_manage(entry, account)
+    issue_id = f"{ISSUE_DEVICES_UNKNOWN}_{entry.entry_id}"
+    if devices:
+        clear_repair(hass, issue_id)
+    else:
+        # Nothing to start from: the background listing reloads the entry
+        # as soon as the cloud names the account's devices.
+        raise_repair(hass, issue_id, ISSUE_DEVICES_UNKNOWN, {"title": entry.title})
+
+    telemetry = EcoflowTelemetryCoordinator(hass, entry, client, devices, cache)
+    entry.runtime_data = EcoflowRuntimeData(client=client, telemetry=telemetry, device_cache=cache)
     # Stations are registered first so agents' devices can name them as parent.
     registry = dr.async_get(hass)
     for sn in telemetry.devices:
@@ -58,6 +98,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
         telemetry.device_ids[sn] = device.id
     await telemetry.async_start()
     entry.async_on_unload(telemetry.async_stop)
+    entry.async_on_unload(cache.async_save)
     policy = PolicyCoordinator(hass, entry, telemetry)
     entry.runtime_data.policy = policy
     await policy.async_start()

@@ -5,14 +5,11 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 import json
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from .const import CONF_AGENTS, CONF_POLICY
 from .policy.protocol import is_valid_agent_id, sanitize_text
 from .policy.settings import AgentBinding, PolicySettings
-
-if TYPE_CHECKING:
-    from .coordinator import EcoflowTelemetryCoordinator
 
 # Agents' devices sit beside stations' in the registry: a prefix tells them apart.
 _AGENT_IDENTIFIER_PREFIX = "agent_"
@@ -48,28 +45,42 @@ class AgentConfig:
         return self.binding.secret
 
 
-def agents_from_options(options: Mapping[str, Any]) -> dict[str, AgentConfig]:
+def agents_from_options(
+    options: Mapping[str, Any], invalid: list[str] | None = None
+) -> dict[str, AgentConfig]:
+    """The configured agents; ones whose stored options are not valid are left out.
+
+    Their ids go to `invalid` (for a repair): one bad agent must not take the
+    policy of every other host down with it.
+    """
     agents: dict[str, AgentConfig] = {}
     for agent_id, data in options.get(CONF_AGENTS, {}).items():
-        agents[agent_id] = AgentConfig(
-            agent_id=agent_id,
-            device=data[AGENT_DEVICE],
-            binding=AgentBinding(
+        try:
+            agents[agent_id] = AgentConfig(
                 agent_id=agent_id,
-                secret=data[AGENT_SECRET],
-                soc_threshold=data.get(AGENT_SOC_THRESHOLD),
-                delay_sec=data.get(AGENT_DELAY),
-            ),
-        )
+                device=data[AGENT_DEVICE],
+                binding=AgentBinding(
+                    agent_id=agent_id,
+                    secret=data[AGENT_SECRET],
+                    soc_threshold=data.get(AGENT_SOC_THRESHOLD),
+                    delay_sec=data.get(AGENT_DELAY),
+                ),
+            )
+        except KeyError, TypeError, ValueError, AttributeError:
+            if invalid is not None:
+                invalid.append(str(agent_id))
     return agents
 
 
 def policy_settings_for(
-    options: Mapping[str, Any], sn: str, telemetry: EcoflowTelemetryCoordinator
+    options: Mapping[str, Any], sn: str, stale_after_sec: float
 ) -> PolicySettings:
-    """A station's policy settings; its staleness is the telemetry stale timeout."""
+    """A station's policy settings; its staleness is the telemetry stale timeout.
+
+    Raises ValueError or TypeError when the stored settings are not valid.
+    """
     stored = dict(options.get(CONF_POLICY, {}).get(sn, {}))
-    stored["stale_after_sec"] = int(telemetry.stale_after_sec)
+    stored["stale_after_sec"] = int(stale_after_sec)
     return PolicySettings.from_mapping(stored)
 
 

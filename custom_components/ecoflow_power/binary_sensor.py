@@ -14,10 +14,11 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator
+from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import ChargeState, GridStatus, PowerState
 from .entity import EcoflowStationEntity
 from .policy_sensor import policy_binary_sensors
+from .runtime import EcoflowConfigEntry
 
 PARALLEL_UPDATES = 0
 

@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import hashlib
 import logging
 import secrets
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
     SOURCE_REAUTH,
@@ -19,9 +19,6 @@ from homeassistant.core import HomeAssistant, callback
 from homeassistant.data_entry_flow import section
 from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
     SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
@@ -43,7 +40,6 @@ from .const import (
     CONF_DEVICES,
     CONF_GRID_CONFIRM,
     CONF_NEW_SECRET,
-    CONF_POLICY,
     CONF_REGION,
     CONF_SECRET_KEY,
     CONF_STALE_AFTER,
@@ -54,13 +50,21 @@ from .const import (
     DEFAULT_TOPIC_PREFIX,
     DOMAIN,
 )
-from .coordinator import EcoflowConfigEntry
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
+from .options_policy import PolicyOptionsMixin
 from .options_restore import RestoreOptionsSteps
+from .options_sentinel import SentinelOptionsMixin
 from .policy.protocol import is_valid_agent_id
-from .policy.settings import PolicySettings
+from .selectors import (
+    number_selector as _number,
+    seconds_selector as _seconds,
+    station_selector as _station_selector,
+)
+
+if TYPE_CHECKING:
+    from .runtime import EcoflowConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -274,8 +278,10 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-class EcoflowOptionsFlow(RestoreOptionsSteps, OptionsFlowWithReload):
-    """Devices and telemetry, the shutdown policy of each station, and host agents."""
+class EcoflowOptionsFlow(
+    PolicyOptionsMixin, SentinelOptionsMixin, RestoreOptionsSteps, OptionsFlowWithReload
+):
+    """Devices and telemetry; per station its policy, sentinel and restore rule; host agents."""
 
     def __init__(self) -> None:
         self._station: str | None = None
@@ -301,7 +307,7 @@ class EcoflowOptionsFlow(RestoreOptionsSteps, OptionsFlowWithReload):
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         menu = ["telemetry"]
         if self._stations():
-            menu += ["policy", "add_agent"]
+            menu += ["policy", "sentinel", "add_agent"]
         if self._entry.options.get(CONF_AGENTS):
             menu += ["edit_agent", "remove_agent"]
         if self._stations():
@@ -348,68 +354,6 @@ class EcoflowOptionsFlow(RestoreOptionsSteps, OptionsFlowWithReload):
             }
         )
         return self.async_show_form(step_id="telemetry", data_schema=schema, errors=errors)
-
-    async def async_step_policy(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        """Choose the station whose policy to edit."""
-        stations = self._stations()
-        if user_input is not None or len(stations) == 1:
-            self._station = user_input[CONF_STATION] if user_input else next(iter(stations))
-            return await self.async_step_policy_settings()
-        return self.async_show_form(
-            step_id="policy",
-            data_schema=probatio.Schema(
-                {probatio.Required(CONF_STATION): _station_selector(stations)}
-            ),
-        )
-
-    async def async_step_policy_settings(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        assert self._station is not None
-        policies: dict[str, Any] = dict(self._entry.options.get(CONF_POLICY, {}))
-        current = PolicySettings.from_mapping(policies.get(self._station, {}))
-        if user_input is not None:
-            settings = {
-                "soc_threshold": float(user_input["soc_threshold"]),
-                "runtime_threshold_min": int(user_input["runtime_threshold_min"]) or None,
-                "debounce_sec": int(user_input["debounce_sec"]),
-                "delay_sec": int(user_input["delay_sec"]),
-                "ttl_sec": int(user_input["ttl_sec"]),
-                "cooldown_sec": int(user_input["cooldown_sec"]),
-                "dry_run": bool(user_input["dry_run"]),
-            }
-            policies[self._station] = settings
-            return self.async_create_entry(
-                data={
-                    **self._entry.options,
-                    CONF_POLICY: policies,
-                    CONF_TOPIC_PREFIX: user_input[CONF_TOPIC_PREFIX].strip().strip("/"),
-                }
-            )
-        schema = probatio.Schema(
-            {
-                probatio.Required("soc_threshold", default=current.soc_threshold): _number(
-                    1, 95, "%"
-                ),
-                probatio.Required(
-                    "runtime_threshold_min", default=current.runtime_threshold_min or 0
-                ): _number(0, 600, "min"),
-                probatio.Required("debounce_sec", default=current.debounce_sec): _seconds(0, 3600),
-                probatio.Required("delay_sec", default=current.delay_sec): _seconds(0, 3600),
-                probatio.Required("ttl_sec", default=current.ttl_sec): _seconds(30, 7200),
-                probatio.Required("cooldown_sec", default=current.cooldown_sec): _seconds(0, 86400),
-                probatio.Required("dry_run", default=current.dry_run): bool,
-                probatio.Required(
-                    CONF_TOPIC_PREFIX,
-                    default=self._entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX),
-                ): str,
-            }
-        )
-        return self.async_show_form(
-            step_id="policy_settings",
-            data_schema=schema,
-            description_placeholders={"station": self._stations()[self._station]},
-        )
 
     async def async_step_add_agent(
         self, user_input: dict[str, Any] | None = None
@@ -550,31 +494,6 @@ def _agent_schema(
     if not with_id:
         fields[probatio.Optional(CONF_NEW_SECRET, default=False)] = bool
     return probatio.Schema(fields)
-
-
-def _station_selector(stations: dict[str, str]) -> SelectSelector:
-    return SelectSelector(
-        SelectSelectorConfig(
-            options=[SelectOptionDict(value=sn, label=label) for sn, label in stations.items()],
-            mode=SelectSelectorMode.DROPDOWN,
-        )
-    )
-
-
-def _number(minimum: float, maximum: float, unit: str) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=minimum, max=maximum, step=1, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
-        )
-    )
-
-
-def _seconds(minimum: int, maximum: int) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=minimum, max=maximum, step=1, unit_of_measurement="s", mode=NumberSelectorMode.BOX
-        )
-    )
 
 
 def _devices_schema(

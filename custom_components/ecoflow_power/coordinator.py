@@ -2,20 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import datetime
 import hashlib
 import logging
-from typing import TYPE_CHECKING
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_track_time_interval
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
-from homeassistant.util import dt as dt_util
 
+from .clock import now_ts
 from .const import (
     CLOUD_UNREACHABLE_REPAIR_AFTER,
     CONF_GRID_CONFIRM,
@@ -28,7 +27,10 @@ from .const import (
     ISSUE_UNDECODABLE_DEVICE,
     STALE_CHECK_INTERVAL,
 )
+from .device_cache import DeviceCache
+from .device_selection import devices_to_manage
 from .ecoflow.api import DeviceInfo, EcoflowApiClient
+from .ecoflow.backoff import Backoff
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .ecoflow.models import ModelInfo, identify_model
 from .ecoflow.mqtt_session import CloudMqttSession, RawMessage
@@ -36,33 +38,17 @@ from .ecoflow.state import PowerState
 from .ecoflow.tracker import DeviceTracker
 from .issues import clear_repair, raise_repair
 
-if TYPE_CHECKING:
-    from .policy_coordinator import PolicyCoordinator
-    from .restore_coordinator import WakeCoordinator
+__all__ = ["EcoflowTelemetryCoordinator", "mqtt_client_id", "now_ts"]
 
 _LOGGER = logging.getLogger(__name__)
 
 # A device that sent this many messages without one decoding is reported as a
 # repair: fewer could be a start-up hiccup.
 UNDECODABLE_AFTER_MESSAGES = 20
-
-
-@dataclass(kw_only=True)
-class EcoflowRuntimeData:
-    """What one config entry holds while it is loaded."""
-
-    client: EcoflowApiClient
-    telemetry: EcoflowTelemetryCoordinator
-    policy: PolicyCoordinator | None = None
-    wake: WakeCoordinator | None = None
-
-
-type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]
-
-
-def now_ts() -> float:
-    """Wall-clock seconds, read through HA's clock so tests can freeze it."""
-    return dt_util.utcnow().timestamp()
+# The account's device list is fetched in the background at start, retried
+# with these delays until the cloud answers once.
+ACCOUNT_RETRY_INITIAL = 5.0
+ACCOUNT_RETRY_MAX = 300.0
 
 
 def mqtt_client_id(entry_unique_id: str) -> str:
@@ -78,14 +64,15 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
     coordinator tells entities only when a device's normalized state changed.
     """
 
-    config_entry: EcoflowConfigEntry
+    config_entry: ConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: EcoflowConfigEntry,
+        entry: ConfigEntry,
         client: EcoflowApiClient,
         devices: list[DeviceInfo],
+        device_cache: DeviceCache | None = None,
     ) -> None:
         super().__init__(
             hass,
@@ -96,6 +83,7 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
             always_update=False,
         )
         self.client = client
+        self.device_cache = device_cache
         self.stale_after_sec = float(entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER))
         grid_confirm = float(entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM))
         self.devices: dict[str, DeviceInfo] = {device.sn: device for device in devices}
@@ -120,6 +108,11 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         self._disconnected_since: float | None = now_ts()
         self._unsubscribers: list[CALLBACK_TYPE] = []
         self._telemetry_listeners: list[Callable[[str, PowerState], None]] = []
+        self._link_listeners: list[Callable[[bool], None]] = []
+        # True once the cloud listed the account since this start.
+        self.account_listed = False
+        self._account_task: asyncio.Task[None] | None = None
+        self._reauth_started = False
 
     async def _async_update_data(self) -> dict[str, PowerState]:
         return self._snapshots()
@@ -131,9 +124,12 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         }
 
     async def async_start(self) -> None:
-        """Start the cloud session and the timers that watch freshness."""
+        """Start the cloud session and freshness timers; returns without waiting for the cloud."""
         self.data = self._snapshots()
         await self.session.start()
+        self._account_task = self.config_entry.async_create_background_task(
+            self.hass, self._async_list_account_until_answered(), "ecoflow account"
+        )
         self._unsubscribers.append(
             async_track_time_interval(
                 self.hass, self._async_check_freshness, STALE_CHECK_INTERVAL, name="ecoflow stale"
@@ -152,6 +148,9 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         """Stop the session and timers; nothing is left running afterwards."""
         while self._unsubscribers:
             self._unsubscribers.pop()()
+        if self._account_task is not None:
+            self._account_task.cancel()
+            self._account_task = None
         await self.session.stop()
 
     def is_fresh(self, sn: str) -> bool:
@@ -171,6 +170,17 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         @callback
         def remove() -> None:
             self._telemetry_listeners.remove(listener)
+
+        return remove
+
+    @callback
+    def async_add_link_listener(self, listener: Callable[[bool], None]) -> CALLBACK_TYPE:
+        """Call `listener(cloud_connected)` whenever the cloud session connects or drops."""
+        self._link_listeners.append(listener)
+
+        @callback
+        def remove() -> None:
+            self._link_listeners.remove(listener)
 
         return remove
 
@@ -213,6 +223,8 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         device = registry.async_get(device_id)
         if device is not None and device.sw_version != firmware:
             registry.async_update_device(device_id, sw_version=firmware)
+        if self.device_cache is not None:
+            self.device_cache.set_firmware(sn, firmware)
 
     @callback
     def _handle_connection_change(self, connected: bool) -> None:
@@ -222,6 +234,8 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
             clear_repair(self.hass, self._cloud_issue_id)
         elif self._disconnected_since is None:
             self._disconnected_since = now_ts()
+        for listener in list(self._link_listeners):
+            listener(connected)
         self.async_update_listeners()
 
     @property
@@ -271,28 +285,72 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
                 },
             )
 
-    async def _async_refresh_device_list(self, _now: datetime | None = None) -> None:
-        """Pick up devices added to or removed from the account."""
+    async def _async_list_account_until_answered(self) -> None:
+        """List the account in the background until the cloud answers once.
+
+        Setup does not wait for this: entities and policies already run from
+        the cache. Refused keys start reauth and stop the retries (a reauth
+        reloads the entry); anything else is retried with backoff.
+        """
+        backoff = Backoff(initial=ACCOUNT_RETRY_INITIAL, maximum=ACCOUNT_RETRY_MAX)
+        while not await self._async_refresh_device_list():
+            if self._reauth_started:
+                return
+            await asyncio.sleep(backoff.next_delay())
+
+    async def _async_refresh_device_list(self, _now: datetime | None = None) -> bool:
+        """Pick up devices added to or removed from the account; True if the cloud answered."""
         try:
             account = await self.client.devices()
         except EcoflowAuthError:
+            _LOGGER.warning(
+                "EcoFlow refused the keys of %s; the policy keeps running on what it knows",
+                self.config_entry.title,
+            )
+            self._reauth_started = True
             self.config_entry.async_start_reauth(self.hass)
-            return
+            return False
         except EcoflowError as err:
             _LOGGER.debug("Device list refresh failed: %s", err)
-            return
+            return False
+        self.account_listed = True
         await self.async_apply_account_devices(account)
+        return True
 
     async def async_apply_account_devices(self, account: list[DeviceInfo]) -> None:
-        """Reload when the account gained a device the user wants, or lost one."""
-        # Imported here: the helper lives beside the config flow, which imports us.
-        from .device_selection import devices_to_manage  # noqa: PLC0415
-
+        """Cache the account; reload when it gained a device the user wants, or lost one."""
         self.account_serials = {device.sn for device in account}
+        if self.device_cache is not None:
+            self.device_cache.set_account(account)
         wanted = {device.sn for device in devices_to_manage(self.config_entry, account)}
         if wanted != set(self.devices):
             _LOGGER.info("EcoFlow account devices changed; reloading %s", self.config_entry.title)
             self.hass.config_entries.async_schedule_reload(self.config_entry.entry_id)
+            return
+        self._update_device_names(account)
+
+    def _update_device_names(self, account: list[DeviceInfo]) -> None:
+        """Names and models learned from the cloud after a start from the cache or selection."""
+        registry = dr.async_get(self.hass)
+        for device in account:
+            known = self.devices.get(device.sn)
+            if known is None or (known.device_name, known.product_name) == (
+                device.device_name,
+                device.product_name,
+            ):
+                continue
+            self.devices[device.sn] = device
+            self.models[device.sn] = model = identify_model(device.sn, device.product_name)
+            if (device_id := self.device_ids.get(device.sn)) is not None:
+                registry.async_update_device(
+                    device_id, name=device.device_name or model.name, model=model.name
+                )
+
+    def known_firmware(self, sn: str) -> str | None:
+        """The firmware last seen (this run or a previous one), from the device cache."""
+        if self.device_cache is None:
+            return None
+        return self.device_cache.firmware.get(sn)
 
     def seconds_since_update(self, sn: str) -> float | None:
         state = self.data.get(sn) if self.data else None

@@ -9,8 +9,9 @@ from typing import Any
 from homeassistant.components.diagnostics import async_redact_data
 from homeassistant.core import HomeAssistant
 
+from .clock import now_ts
 from .const import CONF_ACCESS_KEY, CONF_DEVICES, CONF_EXCLUDED_DEVICES, CONF_SECRET_KEY
-from .coordinator import EcoflowConfigEntry, now_ts
+from .runtime import EcoflowConfigEntry
 
 TO_REDACT = {CONF_ACCESS_KEY, CONF_SECRET_KEY, "password", "secret", "username", "account"}
 

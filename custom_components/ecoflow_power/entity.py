@@ -30,7 +30,8 @@ def station_device_info(coordinator: EcoflowTelemetryCoordinator, sn: str) -> De
         model=model.name,
         name=account_device.device_name or model.name,
         serial_number=sn,
-        sw_version=state.firmware if state else None,
+        # Before the first telemetry, the firmware the device cache remembers.
+        sw_version=(state.firmware if state else None) or coordinator.known_firmware(sn),
     )
 
 

@@ -7,6 +7,13 @@ from homeassistant.helpers import issue_registry as ir
 
 from .const import DOMAIN
 
+# Repairs of the Home Assistant glue (the engine names its own in policy/effects.py).
+ISSUE_POLICY_SETTINGS_INVALID = "policy_settings_invalid"
+ISSUE_POLICY_STATE_UNREADABLE = "policy_state_unreadable"
+ISSUE_AGENT_INVALID = "agent_options_invalid"
+ISSUE_AGENT_UNMANAGED_STATION = "agent_unmanaged_station"
+ISSUE_DEVICES_UNKNOWN = "devices_unknown"
+
 
 @callback
 def raise_repair(

@@ -10,15 +10,15 @@ from __future__ import annotations
 import asyncio
 from dataclasses import asdict
 from datetime import datetime
-import json
 import logging
 from typing import Any
 import uuid
 
 from homeassistant.components import mqtt
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
@@ -31,16 +31,18 @@ from .agents import (
     agents_from_options,
     policy_settings_for,
 )
-from .const import (
-    CONF_TOPIC_PREFIX,
-    DEFAULT_TOPIC_PREFIX,
-    DOMAIN,
-    EVENT_POLICY,
-    ISSUE_MQTT_MISSING,
-)
-from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator, now_ts
+from .clock import now_ts
+from .const import CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX, DOMAIN, EVENT_POLICY
+from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import PowerState
-from .issues import clear_repair, raise_repair
+from .issues import (
+    ISSUE_AGENT_INVALID,
+    ISSUE_AGENT_UNMANAGED_STATION,
+    ISSUE_POLICY_SETTINGS_INVALID,
+    ISSUE_POLICY_STATE_UNREADABLE,
+    clear_repair,
+    raise_repair,
+)
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -52,8 +54,11 @@ from .policy.protocol import (
     parse_ack,
     parse_status,
 )
+from .policy.settings import PolicySettings
 from .policy.status import PolicyStatus
-from .policy.telemetry import PolicyTelemetry
+from .policy_inputs import telemetry_reading
+from .policy_mqtt import PolicyMqtt
+from .sentinel import SentinelWatcher, sentinels_from_options
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,12 +72,12 @@ AUDIT_LOG_SIZE = 200
 class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     """Engines per station, agent presence, and the MQTT side of the protocol."""
 
-    config_entry: EcoflowConfigEntry
+    config_entry: ConfigEntry
 
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: EcoflowConfigEntry,
+        entry: ConfigEntry,
         telemetry: EcoflowTelemetryCoordinator,
     ) -> None:
         super().__init__(
@@ -80,12 +85,23 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         )
         self.telemetry = telemetry
         self.prefix: str = entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX)
-        self.agents: dict[str, AgentConfig] = agents_from_options(entry.options)
+        invalid_agents: list[str] = []
+        self.agents: dict[str, AgentConfig] = agents_from_options(entry.options, invalid_agents)
+        self._invalid_agents = invalid_agents
         self.agent_status: dict[str, AgentStatus] = {}
         self.discovered: dict[str, DiscoveredAgent] = {}
         self.engines: dict[str, PolicyEngine] = {}
         self.rejected_messages = 0
-        self.mqtt_available = False
+        self.mqtt = PolicyMqtt(
+            hass,
+            entry,
+            self.prefix,
+            on_ack=self._handle_ack_message,
+            on_status=self._handle_status_message,
+        )
+        self.sentinels = SentinelWatcher(
+            hass, sentinels_from_options(entry.options), self._handle_mains
+        )
         self._store: Store[dict[str, Any]] = Store(
             hass, STORAGE_VERSION, f"{DOMAIN}.{entry.entry_id}.policy"
         )
@@ -93,42 +109,124 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self._tick_unsub: CALLBACK_TYPE | None = None
         self._tick_at: float | None = None
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
+        # What the engines were last told about the link, per station.
+        self._link: dict[str, tuple[bool, bool | None]] = {}
+
+    @property
+    def mqtt_available(self) -> bool:
+        return self.mqtt.available
+
+    async def _async_update_data(self) -> dict[str, PolicyStatus]:
+        """`homeassistant.update_entity`: the engines' statuses as they are now."""
+        return {sn: engine.status() for sn, engine in self.engines.items()}
 
     # --- life cycle -------------------------------------------------------
 
     async def async_start(self) -> None:
-        stored = await self._store.async_load() or {}
-        engines_data: dict[str, Any] = stored.get("engines", {})
+        """Engines from the stored state, at once; nothing here waits for the cloud."""
+        try:
+            stored = await self._store.async_load() or {}
+            engines_data: dict[str, Any] = dict(stored.get("engines", {}))
+        except (ValueError, TypeError, AttributeError) as err:
+            _LOGGER.warning("The stored policy state cannot be read: %s", err)
+            engines_data = {sn: {"unreadable": True} for sn in self.telemetry.devices}
         for sn in self.telemetry.devices:
-            settings = policy_settings_for(self.config_entry.options, sn, self.telemetry)
             bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
-            if sn in engines_data:
-                engine = PolicyEngine.from_dict(
-                    engines_data[sn],
-                    settings,
-                    bindings,
-                    clock=now_ts,
-                    id_factory=lambda: str(uuid.uuid4()),
-                )
-            else:
-                engine = PolicyEngine(
-                    sn, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
-                )
-            self.engines[sn] = engine
+            self.engines[sn] = self._build_engine(
+                sn, self._settings_for(sn), bindings, engines_data.get(sn)
+            )
+        self._update_agent_repairs()
+        self.data = {sn: engine.status() for sn, engine in self.engines.items()}
         self._unsubscribers.append(
             self.telemetry.async_add_telemetry_listener(self._handle_telemetry)
         )
-        await self._async_subscribe_mqtt()
+        self._unsubscribers.append(self.telemetry.async_add_link_listener(self._handle_link))
+        await self.mqtt.async_start()
+        self.sentinels.async_start()
         # Feed what is known now: a restart with the grid already lost must not
         # wait for the next message to resume.
         for sn, state in (self.telemetry.data or {}).items():
             if state.updated_at is not None:
                 self._handle_telemetry(sn, state)
+        self._handle_link(self.telemetry.cloud_connected)
         self._run_effects_and_reschedule([])
+
+    def _settings_for(self, sn: str) -> PolicySettings:
+        """The stored settings, or the defaults with a repair when they are not valid."""
+        issue_id = f"{ISSUE_POLICY_SETTINGS_INVALID}_{sn}"
+        try:
+            settings = policy_settings_for(
+                self.config_entry.options, sn, self.telemetry.stale_after_sec
+            )
+        except (ValueError, TypeError) as err:
+            _LOGGER.warning("Invalid policy settings for %s, using defaults: %s", sn, err)
+            raise_repair(
+                self.hass,
+                issue_id,
+                ISSUE_POLICY_SETTINGS_INVALID,
+                {"device": self._station_name(sn), "error": str(err)},
+            )
+            return PolicySettings(stale_after_sec=int(self.telemetry.stale_after_sec))
+        clear_repair(self.hass, issue_id)
+        return settings
+
+    def _build_engine(
+        self, sn: str, settings: PolicySettings, bindings: list[Any], data: Any
+    ) -> PolicyEngine:
+        """Resume the stored engine; an unreadable state gives a fresh engine and a repair."""
+        issue_id = f"{ISSUE_POLICY_STATE_UNREADABLE}_{sn}"
+        if data is not None:
+            try:
+                engine = PolicyEngine.from_dict(
+                    data, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
+                )
+            except (ValueError, KeyError, TypeError, AttributeError) as err:
+                # PolicyStateError is a ValueError; the others guard older engines.
+                _LOGGER.warning("Stored policy state of %s is unreadable: %s", sn, err)
+                raise_repair(
+                    self.hass,
+                    issue_id,
+                    ISSUE_POLICY_STATE_UNREADABLE,
+                    {"device": self._station_name(sn), "error": str(err) or type(err).__name__},
+                )
+            else:
+                clear_repair(self.hass, issue_id)
+                return engine
+        return PolicyEngine(
+            sn, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
+        )
+
+    def _update_agent_repairs(self) -> None:
+        """Agents that cannot protect anything: invalid options, or an unmanaged station."""
+        entry_id = self.config_entry.entry_id
+        invalid_issue = f"{ISSUE_AGENT_INVALID}_{entry_id}"
+        if self._invalid_agents:
+            raise_repair(
+                self.hass,
+                invalid_issue,
+                ISSUE_AGENT_INVALID,
+                {"agents": ", ".join(sorted(self._invalid_agents))},
+            )
+        else:
+            clear_repair(self.hass, invalid_issue)
+        unmanaged = sorted(a.agent_id for a in self.agents.values() if a.device not in self.engines)
+        unmanaged_issue = f"{ISSUE_AGENT_UNMANAGED_STATION}_{entry_id}"
+        if unmanaged:
+            raise_repair(
+                self.hass,
+                unmanaged_issue,
+                ISSUE_AGENT_UNMANAGED_STATION,
+                {"agents": ", ".join(unmanaged)},
+                severity=ir.IssueSeverity.ERROR,
+            )
+        else:
+            clear_repair(self.hass, unmanaged_issue)
 
     async def async_stop(self) -> None:
         while self._unsubscribers:
             self._unsubscribers.pop()()
+        self.sentinels.async_stop()
+        await self.mqtt.async_stop()
         if self._tick_unsub:
             self._tick_unsub()
             self._tick_unsub = None
@@ -136,40 +234,49 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             waiter.cancel()
         await self._store.async_save(self._storage_data())
 
-    async def _async_subscribe_mqtt(self) -> None:
-        """Listen for acks and status; without MQTT, say so in a repair."""
-        issue_id = f"{ISSUE_MQTT_MISSING}_{self.config_entry.entry_id}"
-        if not self.hass.config_entries.async_loaded_entries(mqtt.DOMAIN):
-            self.mqtt_available = False
-            raise_repair(self.hass, issue_id, ISSUE_MQTT_MISSING)
-            return
-        clear_repair(self.hass, issue_id)
-        self.mqtt_available = True
-        self._unsubscribers.append(
-            await mqtt.async_subscribe(
-                self.hass, f"{self.prefix}/+/ack", self._handle_ack_message, qos=1
-            )
-        )
-        self._unsubscribers.append(
-            await mqtt.async_subscribe(
-                self.hass, f"{self.prefix}/+/status", self._handle_status_message, qos=1
-            )
-        )
-
     # --- inputs -----------------------------------------------------------
 
     @callback
     def _handle_telemetry(self, sn: str, state: PowerState) -> None:
         engine = self.engines.get(sn)
-        if engine is None or state.updated_at is None:
+        if engine is None:
             return
-        reading = PolicyTelemetry(
-            grid=state.grid,
-            soc_min=state.soc_min,
-            remaining_discharge_min=state.remaining_discharge_min,
-            at=state.updated_at,
-        )
-        self._run_effects_and_reschedule(engine.update(reading), sn)
+        effects: list[Effect] = []
+        if state.online is not None:
+            effects += self._link_effects(sn, engine, self.telemetry.cloud_connected, state.online)
+        reading = telemetry_reading(state)
+        if reading is not None:
+            effects += engine.update(reading)
+        self._run_effects_and_reschedule(effects, sn)
+
+    @callback
+    def _handle_link(self, cloud_connected: bool) -> None:
+        """The cloud session connected or dropped: every station's engine hears it."""
+        for sn, engine in self.engines.items():
+            state = (self.telemetry.data or {}).get(sn)
+            online = state.online if state is not None else None
+            self._run_effects_and_reschedule(
+                self._link_effects(sn, engine, cloud_connected, online), sn
+            )
+
+    def _link_effects(
+        self, sn: str, engine: PolicyEngine, cloud_connected: bool, station_online: bool | None
+    ) -> list[Effect]:
+        link = (cloud_connected, station_online)
+        update_link = getattr(engine, "update_link", None)
+        if update_link is None or self._link.get(sn) == link:
+            return []
+        self._link[sn] = link
+        return list(update_link(cloud_connected=cloud_connected, station_online=station_online))
+
+    @callback
+    def _handle_mains(self, sn: str, present: bool | None) -> None:
+        """The station's sentinel changed its verdict: the engine hears it at once."""
+        engine = self.engines.get(sn)
+        update_mains = getattr(engine, "update_mains", None)
+        if update_mains is None:
+            return
+        self._run_effects_and_reschedule(list(update_mains(present)), sn)
 
     def _agent_from_topic(self, topic: str) -> str | None:
         parts = topic.split("/")
@@ -212,13 +319,23 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         previous = self.agent_status.get(agent_id)
         self.agent_status[agent_id] = status
         self._update_agent_device(agent, status)
+        self.async_update_listeners()
         if (
             status.state is AgentState.OFFLINE
             and previous is not None
             and previous.state is AgentState.ONLINE
         ):
             self._fire_event(agent.device, "agent_offline", {"agent": agent_id}, agent=agent_id)
-        self.async_update_listeners()
+        # Every verified status: an agent back online without having
+        # confirmed its shutdown gets it again (the engine decides).
+        self._run_effects_and_reschedule(
+            self.engines[agent.device].agent_online(
+                agent_id, status.state is AgentState.ONLINE, since=float(status.at)
+            )
+            if agent.device in self.engines
+            else [],
+            agent.device,
+        )
 
     def _find_device(self, identifier: str) -> dr.DeviceEntry | None:
         """A station or agent device of this entry (agents hang under their station)."""
@@ -263,32 +380,41 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
-            self.hass.async_create_task(self._async_publish(effect), eager_start=True)
+            self.hass.async_create_task(self._async_publish_logged(effect), eager_start=True)
         elif isinstance(effect, EmitEvent):
             self._fire_event(sn, effect.event_type.value, effect.data)
         elif isinstance(effect, RepairChange):
-            issue_id = f"{effect.issue_id}_{sn}"
-            if effect.active:
-                raise_repair(
-                    self.hass, issue_id, effect.issue_id, {"device": self._station_name(sn)}
-                )
-            else:
-                clear_repair(self.hass, issue_id)
+            self._apply_repair(effect, sn)
         elif isinstance(effect, AuditRecord):
             _LOGGER.info("Policy %s: %s", self._station_name(sn), effect.as_dict())
 
+    def _apply_repair(self, effect: RepairChange, sn: str | None) -> None:
+        issue_id = f"{effect.issue_id}_{sn}"
+        if not effect.active:
+            clear_repair(self.hass, issue_id)
+            return
+        placeholders = {
+            key: _placeholder_text(value)
+            for key, value in dict(getattr(effect, "placeholders", None) or {}).items()
+        }
+        placeholders.setdefault("device", self._station_name(sn))
+        raise_repair(self.hass, issue_id, effect.issue_id, placeholders)
+
     async def _async_publish(self, effect: PublishCommand) -> None:
-        topic = command_topic(self.prefix, effect.agent_id)
+        """Send one command; raises HomeAssistantError when it could not go out."""
+        await self.mqtt.async_publish(command_topic(self.prefix, effect.agent_id), effect.payload)
+
+    async def _async_publish_logged(self, effect: PublishCommand) -> None:
         try:
-            await mqtt.async_publish(
-                self.hass, topic, json.dumps(effect.payload), qos=1, retain=False
-            )
+            await self._async_publish(effect)
         except HomeAssistantError as err:
             # HA's MQTT client may still deliver it once the broker is back, and
             # the engine re-sends until the agent acknowledges (repeats are
             # answered `duplicate`), so this is a delay, not a lost command.
             _LOGGER.warning(
-                "Publishing to %s is delayed (%s); it is re-sent until acknowledged", topic, err
+                "Publishing to %s is delayed (%s); it is re-sent until acknowledged",
+                command_topic(self.prefix, effect.agent_id),
+                err,
             )
 
     def fire_policy_event(
@@ -296,6 +422,32 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     ) -> None:
         """Fire one `ecoflow_power_event` for a station (or one of its agents)."""
         self._fire_event(sn, event_type, data, agent=agent)
+
+    async def _async_run_service_effects(self, effects: list[Effect], sn: str) -> list[str]:
+        """Run a service's effects, awaiting its publishes; raise if one could not go out."""
+        publishes = [e for e in effects if isinstance(e, PublishCommand)]
+        self._run_effects_and_reschedule(
+            [e for e in effects if not isinstance(e, PublishCommand)], sn
+        )
+        sent: list[str] = []
+        failed: dict[str, str] = {}
+        for effect in publishes:
+            try:
+                await self._async_publish(effect)
+            except HomeAssistantError as err:
+                failed[effect.agent_id] = str(err)
+            else:
+                sent.append(effect.agent_id)
+        if failed:
+            raise HomeAssistantError(
+                translation_domain=DOMAIN,
+                translation_key="publish_failed",
+                translation_placeholders={
+                    "agents": ", ".join(failed),
+                    "error": next(iter(failed.values())),
+                },
+            )
+        return sent
 
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
@@ -363,26 +515,23 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         engine = self.engines[sn]
         self._run_effects_and_reschedule(engine.set_armed(armed) or [], sn)
 
-    @callback
-    def manual_shutdown(
+    async def async_manual_shutdown(
         self, agent_ids: list[str], *, delay_sec: int | None, reason: str, dry_run: bool
     ) -> list[str]:
+        """Send shutdowns and wait until they reached the broker (or raise)."""
         sent: list[str] = []
         for sn, ids in self._group_by_station(agent_ids).items():
             effects = self.engines[sn].manual_shutdown(
                 ids, delay_sec=delay_sec, reason=reason, dry_run=dry_run
             )
-            sent += [e.agent_id for e in effects if isinstance(e, PublishCommand)]
-            self._run_effects_and_reschedule(effects, sn)
+            sent += await self._async_run_service_effects(effects, sn)
         return sent
 
-    @callback
-    def manual_abort(self, agent_ids: list[str]) -> list[str]:
+    async def async_manual_abort(self, agent_ids: list[str]) -> list[str]:
+        """Send aborts and wait until they reached the broker (or raise)."""
         sent: list[str] = []
         for sn, ids in self._group_by_station(agent_ids).items():
-            effects = self.engines[sn].manual_abort(ids)
-            sent += [e.agent_id for e in effects if isinstance(e, PublishCommand)]
-            self._run_effects_and_reschedule(effects, sn)
+            sent += await self._async_run_service_effects(self.engines[sn].manual_abort(ids), sn)
         return sent
 
     async def async_ping(self, agent_ids: list[str], wait_sec: float) -> dict[str, Any]:
@@ -437,6 +586,10 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         return {
             "prefix": self.prefix,
             "mqtt_available": self.mqtt_available,
+            "sentinels": {
+                sn: {"kind": config.kind.value, "mains_present": self.sentinels.present.get(sn)}
+                for sn, config in self.sentinels.sentinels.items()
+            },
             "rejected_messages": self.rejected_messages,
             "agents": {
                 agent_id: {
@@ -451,3 +604,10 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
+
+
+def _placeholder_text(value: Any) -> str:
+    """Repair placeholders are text; epoch seconds become a local date and time."""
+    if isinstance(value, float | int) and not isinstance(value, bool) and value > 1_000_000_000:
+        return dt_util.as_local(dt_util.utc_from_timestamp(value)).strftime("%Y-%m-%d %H:%M:%S")
+    return str(value)

@@ -44,8 +44,9 @@ from .policy.wake import (
 )
 
 if TYPE_CHECKING:
-    from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator
+    from .coordinator import EcoflowTelemetryCoordinator
     from .policy_coordinator import PolicyCoordinator
+    from .runtime import EcoflowConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 

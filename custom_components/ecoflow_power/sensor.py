@@ -23,10 +23,11 @@ from homeassistant.const import (
 from homeassistant.core import HomeAssistant, callback
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator
+from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import ChargeState, PowerState
 from .entity import EcoflowStationEntity, utc_datetime
 from .policy_sensor import policy_sensors
+from .runtime import EcoflowConfigEntry
 
 PARALLEL_UPDATES = 0
 

@@ -13,6 +13,7 @@ from homeassistant.core import (
 )
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
+from homeassistant.helpers.service import async_register_admin_service
 import probatio
 
 from .agents import agent_id_from_identifier
@@ -106,7 +107,7 @@ def _resolve_agents(
 async def _async_shutdown(call: ServiceCall) -> ServiceResponse:
     sent: list[str] = []
     for policy, agents in _resolve_agents(call.hass, call, default_all=False).items():
-        sent += policy.manual_shutdown(
+        sent += await policy.async_manual_shutdown(
             agents,
             delay_sec=call.data.get(ATTR_DELAY),
             reason=call.data[ATTR_REASON],
@@ -118,7 +119,7 @@ async def _async_shutdown(call: ServiceCall) -> ServiceResponse:
 async def _async_abort(call: ServiceCall) -> ServiceResponse:
     sent: list[str] = []
     for policy, agents in _resolve_agents(call.hass, call, default_all=False).items():
-        sent += policy.manual_abort(agents)
+        sent += await policy.async_manual_abort(agents)
     return {"sent": sent}
 
 
@@ -131,15 +132,23 @@ async def _async_ping(call: ServiceCall) -> ServiceResponse:
 
 @callback
 def async_setup_services(hass: HomeAssistant) -> None:
-    hass.services.async_register(
+    # Shutting hosts down (or stopping a shutdown) is a privileged action:
+    # admin users only, as the Platinum integrations do for theirs.
+    async_register_admin_service(
+        hass,
         DOMAIN,
         "shutdown",
         _async_shutdown,
         SHUTDOWN_SCHEMA,
         supports_response=SupportsResponse.OPTIONAL,
     )
-    hass.services.async_register(
-        DOMAIN, "abort", _async_abort, ABORT_SCHEMA, supports_response=SupportsResponse.OPTIONAL
+    async_register_admin_service(
+        hass,
+        DOMAIN,
+        "abort",
+        _async_abort,
+        ABORT_SCHEMA,
+        supports_response=SupportsResponse.OPTIONAL,
     )
     hass.services.async_register(
         DOMAIN, "ping_agents", _async_ping, PING_SCHEMA, supports_response=SupportsResponse.ONLY

@@ -9,8 +9,8 @@ from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 
-from .coordinator import EcoflowConfigEntry
 from .policy_entity import EcoflowPolicyEntity
+from .runtime import EcoflowConfigEntry
 
 PARALLEL_UPDATES = 0
 

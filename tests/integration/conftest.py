@@ -79,6 +79,8 @@ class FakeSession:
     """Stands in for the cloud MQTT session in entity tests: the test feeds messages."""
 
     instances: list[FakeSession] = []
+    # False: the cloud refuses connections (the session keeps trying, never connects).
+    connects = True
 
     def __init__(self, api: Any, *, on_message: Callable[[RawMessage], None], **kwargs: Any):
         self.on_message = on_message
@@ -92,7 +94,7 @@ class FakeSession:
 
     async def start(self) -> None:
         self.started = True
-        if self.on_connection_change:
+        if self.on_connection_change and FakeSession.connects:
             self.on_connection_change(True)
 
     async def stop(self) -> None:
@@ -100,12 +102,13 @@ class FakeSession:
 
     @property
     def connected(self) -> bool:
-        return self.started and not self.stopped
+        return self.started and not self.stopped and FakeSession.connects
 
 
 @pytest.fixture
 def fake_session() -> Generator[type[FakeSession]]:
     FakeSession.instances = []
+    FakeSession.connects = True
     with patch("custom_components.ecoflow_power.coordinator.CloudMqttSession", FakeSession):
         yield FakeSession
 

@@ -38,22 +38,20 @@ async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
 
 
 @pytest.mark.parametrize(
-    ("error", "state"),
-    [
-        (EcoflowConnectionError("down"), ConfigEntryState.SETUP_RETRY),
-        (EcoflowAuthError("8513"), ConfigEntryState.SETUP_ERROR),
-    ],
+    "error", [EcoflowConnectionError("down"), EcoflowAuthError("8513")], ids=["down", "refused"]
 )
-async def test_setup_errors(
-    hass: HomeAssistant, mock_client: AsyncMock, fake_session, error: Exception, state
+async def test_first_start_without_the_cloud_still_loads(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session, error: Exception
 ) -> None:
+    """No cache yet and the cloud fails: the entry loads from the selected serials."""
     mock_client.devices.side_effect = error
     entry = make_entry()
     await _setup(hass, entry)
-    assert entry.state is state
-    if isinstance(error, EcoflowAuthError):
-        flows = hass.config_entries.flow.async_progress()
-        assert [flow["context"]["source"] for flow in flows] == [SOURCE_REAUTH]
+    assert entry.state is ConfigEntryState.LOADED
+    assert set(entry.runtime_data.telemetry.devices) == {RIVER3_SN, DELTA2_SN}
+    flows = hass.config_entries.flow.async_progress()
+    sources = [flow["context"]["source"] for flow in flows]
+    assert sources == ([SOURCE_REAUTH] if isinstance(error, EcoflowAuthError) else [])
 
 
 async def test_unload_stops_the_cloud_session(

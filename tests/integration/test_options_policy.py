@@ -31,6 +31,7 @@ async def _menu(hass: HomeAssistant, entry: MockConfigEntry, step: str) -> dict:
     assert set(result["menu_options"]) == {
         "telemetry",
         "policy",
+        "sentinel",
         "add_agent",
         "edit_agent",
         "remove_agent",
@@ -73,6 +74,10 @@ async def test_policy_settings_of_a_station(hass: HomeAssistant, entry: MockConf
         "ttl_sec": 600,
         "cooldown_sec": 900,
         "dry_run": True,
+        # Not in the submitted form: the defaults the form showed.
+        "restore_confirm_sec": 60,
+        "estimate_margin_sec": 120,
+        "blind_mode": True,
     }
     assert entry.options[CONF_TOPIC_PREFIX] == "lab/ups"
     # The reloaded engine runs with them.
@@ -168,7 +173,7 @@ async def test_menu_of_an_entry_without_agents(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["menu_options"] == ["telemetry", "policy", "add_agent", "restore"]
+    assert result["menu_options"] == ["telemetry", "policy", "sentinel", "add_agent", "restore"]
 
 
 async def test_policy_step_skips_the_station_choice_with_one_station(
@@ -192,3 +197,79 @@ async def test_menu_of_an_unloaded_entry_offers_telemetry_only(
     entry.add_to_hass(hass)
     result = await hass.config_entries.options.async_init(entry.entry_id)
     assert result["menu_options"] == ["telemetry"]
+
+
+async def _policy_form(hass: HomeAssistant, entry: MockConfigEntry) -> dict:
+    result = await _menu(hass, entry, "policy")
+    return await hass.config_entries.options.async_configure(
+        result["flow_id"], {"station": DELTA2_SN}
+    )
+
+
+FORM = {
+    "soc_threshold": 25,
+    "runtime_threshold_min": 0,
+    "debounce_sec": 30,
+    "delay_sec": 30,
+    "ttl_sec": 300,
+    "cooldown_sec": 0,
+    "restore_confirm_sec": 60,
+    "estimate_margin_sec": 120,
+    "blind_mode": True,
+    "dry_run": False,
+    CONF_TOPIC_PREFIX: "power-manager",
+}
+
+
+async def test_cooldown_zero_is_a_valid_setting(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    result = await _policy_form(hass, entry)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], FORM)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.options[CONF_POLICY][DELTA2_SN]["cooldown_sec"] == 0
+    assert entry.runtime_data.policy.engines[DELTA2_SN].settings.cooldown_sec == 0
+    from homeassistant.helpers import issue_registry as ir
+
+    assert not ir.async_get(hass).async_get_issue(
+        "ecoflow_power", f"policy_settings_invalid_{DELTA2_SN}"
+    )
+
+
+async def test_out_of_range_values_are_refused_in_the_form(
+    hass: HomeAssistant, entry: MockConfigEntry
+) -> None:
+    from homeassistant.data_entry_flow import InvalidData
+
+    result = await _policy_form(hass, entry)
+    with pytest.raises(InvalidData):
+        await hass.config_entries.options.async_configure(result["flow_id"], FORM | {"ttl_sec": 0})
+    assert CONF_POLICY not in entry.options
+
+
+async def test_saving_the_form_repairs_invalid_stored_settings(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session
+) -> None:
+    from homeassistant.helpers import issue_registry as ir
+
+    entry = make_entry(
+        **{CONF_POLICY: {DELTA2_SN: {"resend_interval_sec": 0, "hysteresis_pct": 3.0}}}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    issue_id = f"policy_settings_invalid_{DELTA2_SN}"
+    assert ir.async_get(hass).async_get_issue("ecoflow_power", issue_id)
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": "policy"}
+    )
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"station": DELTA2_SN}
+    )
+    result = await hass.config_entries.options.async_configure(result["flow_id"], FORM)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert "resend_interval_sec" not in entry.options[CONF_POLICY][DELTA2_SN]
+    assert not ir.async_get(hass).async_get_issue("ecoflow_power", issue_id)

@@ -1,0 +1,132 @@
+"""The MQTT side of the policy: subscriptions that follow HA's MQTT integration, and publishing.
+
+HA's MQTT integration may come up after ours (a broker down at boot, or the
+integration added later), or reload: the subscriptions are made whenever its
+entry is loaded, and the mqtt_missing repair is shown only while it is not.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+import json
+import logging
+from typing import Any
+
+from homeassistant.components import mqtt
+from homeassistant.config_entries import (
+    SIGNAL_CONFIG_ENTRY_CHANGED,
+    ConfigEntry,
+    ConfigEntryChange,
+    ConfigEntryState,
+)
+from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
+from homeassistant.helpers.dispatcher import async_dispatcher_connect
+
+from .const import ISSUE_MQTT_MISSING
+from .issues import clear_repair, raise_repair
+
+_LOGGER = logging.getLogger(__name__)
+
+type MessageHandler = Callable[[mqtt.ReceiveMessage], None]
+
+
+class PolicyMqtt:
+    """Subscribes to agents' acks and status while HA's MQTT integration is loaded."""
+
+    def __init__(
+        self,
+        hass: HomeAssistant,
+        entry: ConfigEntry,
+        prefix: str,
+        *,
+        on_ack: MessageHandler,
+        on_status: MessageHandler,
+        on_available: Callable[[bool], None] | None = None,
+    ) -> None:
+        self.hass = hass
+        self.entry = entry
+        self.prefix = prefix
+        self._on_ack = on_ack
+        self._on_status = on_status
+        self._on_available = on_available
+        self._subscriptions: list[CALLBACK_TYPE] = []
+        self._unsub_entries: CALLBACK_TYPE | None = None
+        self._subscribing = False
+        self.available = False
+
+    @property
+    def _issue_id(self) -> str:
+        return f"{ISSUE_MQTT_MISSING}_{self.entry.entry_id}"
+
+    async def async_start(self) -> None:
+        self._unsub_entries = async_dispatcher_connect(
+            self.hass, SIGNAL_CONFIG_ENTRY_CHANGED, self._handle_entry_change
+        )
+        await self._async_subscribe()
+
+    async def async_stop(self) -> None:
+        if self._unsub_entries is not None:
+            self._unsub_entries()
+            self._unsub_entries = None
+        self._drop_subscriptions(unsubscribe=True)
+
+    @callback
+    def _handle_entry_change(self, change: ConfigEntryChange, entry: ConfigEntry) -> None:
+        if entry.domain != mqtt.DOMAIN:
+            return
+        if entry.state is ConfigEntryState.LOADED and not self.available:
+            self.entry.async_create_background_task(
+                self.hass, self._async_subscribe(), "ecoflow policy mqtt subscribe"
+            )
+        elif entry.state is not ConfigEntryState.LOADED and self.available:
+            # HA's MQTT client is gone, and with it every subscription.
+            self._drop_subscriptions(unsubscribe=False)
+            self._set_available(False)
+
+    async def _async_subscribe(self) -> None:
+        if self.available or self._subscribing:
+            return
+        if not self.hass.config_entries.async_loaded_entries(mqtt.DOMAIN):
+            self._set_available(False)
+            return
+        self._subscribing = True
+        try:
+            self._subscriptions.append(
+                await mqtt.async_subscribe(self.hass, f"{self.prefix}/+/ack", self._on_ack, qos=1)
+            )
+            self._subscriptions.append(
+                await mqtt.async_subscribe(
+                    self.hass, f"{self.prefix}/+/status", self._on_status, qos=1
+                )
+            )
+        except Exception as err:
+            _LOGGER.warning("Could not subscribe to the agents' topics: %s", err)
+            self._drop_subscriptions(unsubscribe=True)
+            self._set_available(False)
+            return
+        finally:
+            self._subscribing = False
+        self._set_available(True)
+
+    def _drop_subscriptions(self, *, unsubscribe: bool) -> None:
+        while self._subscriptions:
+            unsub = self._subscriptions.pop()
+            if unsubscribe:
+                try:
+                    unsub()
+                except Exception:
+                    _LOGGER.debug("MQTT subscription was already gone")
+
+    def _set_available(self, available: bool) -> None:
+        if available:
+            clear_repair(self.hass, self._issue_id)
+        else:
+            raise_repair(self.hass, self._issue_id, ISSUE_MQTT_MISSING)
+        changed = available != self.available
+        self.available = available
+        if changed and self._on_available is not None:
+            self._on_available(available)
+
+    async def async_publish(self, topic: str, payload: dict[str, Any]) -> None:
+        """Publish QoS 1, not retained; raises HomeAssistantError when it could not go out."""
+        await mqtt.async_publish(self.hass, topic, json.dumps(payload), qos=1, retain=False)
