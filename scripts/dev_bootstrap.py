@@ -10,7 +10,9 @@ against an HA that was bootstrapped before costs a few REST calls:
 4. EcoFlow Power Management pointing at the cloud stand-in (``advanced.base_url``);
 5. a demo-friendly shutdown policy on the simulated station (options flow);
 6. one host agent mapped to it; the secret the flow shows once goes into the
-   Linux agent's config file (``config/.dev/agent.json``, mode 0600).
+   Linux agent's config file (``config/.dev/agent.json``, mode 0600);
+7. a "UPS" dashboard in the sidebar: the example view of docs/dashboard.md
+   for the simulated station and the agent.
 
 No ``.storage`` file is ever written by hand.
 
@@ -25,16 +27,19 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-from collections.abc import Mapping
+from collections.abc import AsyncIterator, Awaitable, Callable, Mapping
 import contextlib
+import itertools
 import json
 import os
 from pathlib import Path
+import re
 import sys
 import time
 from typing import Any
 
 import aiohttp
+import yaml
 
 USERNAME = "dev"
 PASSWORD = "dev"
@@ -52,6 +57,13 @@ DEMO_POLICY: dict[str, Any] = {
     "cooldown_sec": 180,
     "dry_run": False,
 }
+
+
+ROOT = Path(__file__).resolve().parent.parent
+DASHBOARD_DOC = ROOT / "docs" / "dashboard.md"
+DASHBOARD_URL = "ecoflow-ups"  # a storage dashboard's url_path needs a hyphen
+DASHBOARD_TITLE = "UPS"
+DASHBOARD_ICON = "mdi:battery-charging-high"
 
 
 class BootstrapError(Exception):
@@ -155,6 +167,44 @@ def agent_config(
         ],
         "log_level": "INFO",
     }
+
+
+def dashboard_view(
+    doc_text: str, *, station_prefix: str, agent_entity_prefix: str, agent_id: str
+) -> dict[str, Any]:
+    """The example view of docs/dashboard.md, for one station and one agent.
+
+    The doc is written for a station called "Rack" (``sensor.rack_...``) and an
+    agent ``nas`` (``binary_sensor.agent_nas_...``); ``station_prefix`` and
+    ``agent_entity_prefix`` are the object ids in front of the entity names
+    (``river_3_simulated``, ``agent_demo_host``).
+    """
+    blocks = re.findall(r"```yaml\n(.*?)```", doc_text, flags=re.DOTALL)
+    if len(blocks) != 1:
+        raise BootstrapError(f"{DASHBOARD_DOC} should hold exactly one yaml block")
+    text = re.sub(r"\.agent_nas_", f".{agent_entity_prefix}_", blocks[0])
+    text = re.sub(r"\.rack_", f".{station_prefix}_", text)
+    view = yaml.safe_load(text)
+    return _rename_agent(view, agent_id)
+
+
+def _rename_agent(node: Any, agent_id: str) -> Any:
+    """The agent's own id where the doc says "nas": the ping target, labels, names."""
+    if isinstance(node, dict):
+        return {key: _rename_agent(value, agent_id) for key, value in node.items()}
+    if isinstance(node, list):
+        return [_rename_agent(item, agent_id) for item in node]
+    if isinstance(node, str):
+        return re.sub(r"(?<![\w.-])nas(?![\w-])", agent_id, node)
+    return node
+
+
+def entity_prefix(entity_id: str, name_suffix: str) -> str | None:
+    """``sensor.river_3_simulated_battery_weakest_pack`` -> ``river_3_simulated``."""
+    object_id = entity_id.split(".", 1)[-1]
+    if not object_id.endswith("_" + name_suffix):
+        return None
+    return object_id[: -len(name_suffix) - 1]
 
 
 def write_private_json(path: Path, data: Mapping[str, Any]) -> None:
@@ -329,6 +379,27 @@ class HomeAssistant:
             if not answer.get("success"):
                 raise BootstrapError(f"cannot create a long-lived token: {answer}")
             return answer["result"]
+
+    @contextlib.asynccontextmanager
+    async def websocket(self) -> AsyncIterator[Callable[..., Awaitable[dict[str, Any]]]]:
+        """One authenticated websocket; yields ``call(type, **fields)`` -> the result message."""
+        async with self.session.ws_connect(self.url + "/api/websocket") as ws:
+            await ws.receive_json()  # auth_required
+            await ws.send_json({"type": "auth", "access_token": self.token})
+            answer = await ws.receive_json()
+            if answer.get("type") != "auth_ok":
+                raise BootstrapError(f"websocket auth failed: {answer}")
+            numbers = itertools.count(1)
+
+            async def call(kind: str, **fields: Any) -> dict[str, Any]:
+                number = next(numbers)
+                await ws.send_json({"id": number, "type": kind, **fields})
+                while True:
+                    message = await ws.receive_json(timeout=60)
+                    if message.get("id") == number and message.get("type") == "result":
+                        return message
+
+            yield call
 
     # -- config entries and flows ---------------------------------------------
 
@@ -620,6 +691,71 @@ async def ensure_agent(
     await ha.wait_entry_loaded(DOMAIN)
 
 
+async def demo_entity_prefixes(
+    call: Callable[..., Awaitable[dict[str, Any]]],
+    *,
+    station: str,
+    agent_id: str,
+    wait_sec: float = 60,
+) -> tuple[str, str]:
+    """(station prefix, agent prefix) of the demo's entity ids, from the entity registry."""
+    deadline = time.monotonic() + wait_sec
+    while True:
+        answer = await call("config/entity_registry/list")
+        entries = [e for e in answer.get("result") or [] if e.get("platform") == DOMAIN]
+        station_prefix = agent_prefix = None
+        for entry in entries:
+            unique_id, entity_id = entry.get("unique_id", ""), entry.get("entity_id", "")
+            if unique_id == f"{station}_battery_weakest_pack":
+                station_prefix = entity_prefix(entity_id, "battery_weakest_pack")
+            elif unique_id.endswith(f"{agent_id}_online") and entity_id.startswith("binary_"):
+                agent_prefix = entity_prefix(entity_id, "online")
+        if station_prefix and agent_prefix:
+            return station_prefix, agent_prefix
+        if time.monotonic() > deadline:
+            raise BootstrapError(
+                f"no entities of station {station} and agent {agent_id} in the entity registry"
+            )
+        await asyncio.sleep(1)
+
+
+async def ensure_dashboard(ha: HomeAssistant, *, station: str, agent_id: str) -> str:
+    """The docs/dashboard.md view as a "UPS" dashboard in the sidebar; returns its URL."""
+    async with ha.websocket() as call:
+        station_prefix, agent_prefix = await demo_entity_prefixes(
+            call, station=station, agent_id=agent_id
+        )
+        view = dashboard_view(
+            DASHBOARD_DOC.read_text(encoding="utf-8"),
+            station_prefix=station_prefix,
+            agent_entity_prefix=agent_prefix,
+            agent_id=agent_id,
+        )
+        wanted = {"title": DASHBOARD_TITLE, "views": [view]}
+        dashboards = (await call("lovelace/dashboards/list")).get("result") or []
+        if not any(d.get("url_path") == DASHBOARD_URL for d in dashboards):
+            created = await call(
+                "lovelace/dashboards/create",
+                url_path=DASHBOARD_URL,
+                title=DASHBOARD_TITLE,
+                icon=DASHBOARD_ICON,
+                show_in_sidebar=True,
+                require_admin=False,
+            )
+            if not created.get("success"):
+                raise BootstrapError(f"cannot create the dashboard: {created.get('error')}")
+        current = await call("lovelace/config", url_path=DASHBOARD_URL)
+        url = f"{ha.url}/{DASHBOARD_URL}/{view.get('path', '0')}"
+        if current.get("success") and current.get("result") == wanted:
+            say(f"dashboard {DASHBOARD_TITLE} already set up ({url})")
+            return url
+        saved = await call("lovelace/config/save", url_path=DASHBOARD_URL, config=wanted)
+        if not saved.get("success"):
+            raise BootstrapError(f"cannot save the dashboard: {saved.get('error')}")
+        say(f"dashboard {DASHBOARD_TITLE} (docs/dashboard.md) at {url}")
+        return url
+
+
 async def run(args: argparse.Namespace) -> None:
     state_dir = Path(args.state_dir).resolve()
     state_dir.mkdir(parents=True, exist_ok=True)
@@ -646,6 +782,7 @@ async def run(args: argparse.Namespace) -> None:
             mqtt_port=args.mqtt_port,
             prefix=prefix,
         )
+        await ensure_dashboard(ha, station=station, agent_id=args.agent_id)
         if onboarded_now:
             await drop_offline_extras(ha)
         say(f"done in {time.monotonic() - started:.0f} s")

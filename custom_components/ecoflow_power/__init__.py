@@ -127,3 +127,39 @@ async def async_remove_config_entry_device(
         domain == DOMAIN and (identifier in telemetry.devices or identifier in agents)
         for domain, identifier in device.identifiers
     )
+
+
+async def async_migrate_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
+    """Minor version 1 -> 2: the unique id names the account, not the access key.
+
+    Asks the cloud which account the stored keys belong to. When it cannot
+    answer (offline, keys refused) the entry stays on version 1 and still sets
+    up; the migration runs again at the next start. Another entry already
+    holding the account keeps this one on version 1 too (logged), as two
+    entries must not share a unique id.
+    """
+    # Imported here so the function stands alone at the end of the module.
+    from .config_flow import CONFIG_MINOR_VERSION, async_account_unique_id  # noqa: PLC0415
+
+    logger = entry.logger
+    if entry.minor_version >= CONFIG_MINOR_VERSION:
+        return True
+    try:
+        unique_id = await async_account_unique_id(hass, entry.data)
+    except EcoflowError as err:
+        logger.info(
+            "%s: account not identified yet, trying again at the next start (%s)",
+            entry.title,
+            type(err).__name__,
+        )
+        return True
+    other = hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, unique_id)
+    if other is not None and other.entry_id != entry.entry_id:
+        logger.warning(
+            "%s and %s use the same EcoFlow account; remove one of them", entry.title, other.title
+        )
+        return True
+    hass.config_entries.async_update_entry(
+        entry, unique_id=unique_id, minor_version=CONFIG_MINOR_VERSION
+    )
+    return True

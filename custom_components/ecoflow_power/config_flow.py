@@ -83,9 +83,34 @@ def client_from_data(hass: HomeAssistant, data: Mapping[str, Any]) -> EcoflowApi
     )
 
 
-def account_unique_id(access_key: str) -> str:
-    """Identify the account by a digest of the access key, never the key itself."""
+# Entries of minor version 1 were identified by a digest of the access key, which
+# changes with every new key and says nothing about the account behind it.
+# Minor version 2 identifies the account itself (see account_unique_id).
+CONFIG_MINOR_VERSION = 2
+
+
+def account_unique_id(certificate_account: str) -> str:
+    """Identify the EcoFlow account by a digest of its certificate account.
+
+    The certification endpoint names the account (``certificateAccount``, the
+    MQTT user of every topic ``/open/{account}/...``); it stays the same when
+    the developer keys are regenerated, and differs between accounts. Only a
+    digest is kept, so the unique id reveals neither the account nor a key.
+    """
+    return hashlib.sha256(f"ecoflow-account:{certificate_account.strip()}".encode()).hexdigest()[
+        :20
+    ]
+
+
+def legacy_unique_id(access_key: str) -> str:
+    """The unique id of entries of minor version 1: a digest of the access key."""
     return hashlib.sha256(access_key.strip().encode()).hexdigest()[:20]
+
+
+async def async_account_unique_id(hass: HomeAssistant, data: Mapping[str, Any]) -> str:
+    """Ask the cloud which account the keys of ``data`` belong to (raises EcoflowError)."""
+    credentials = await client_from_data(hass, data).certification()
+    return account_unique_id(credentials.username)
 
 
 class CannotValidate(Exception):
@@ -130,6 +155,7 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
     """Sign in with developer keys, then choose devices."""
 
     VERSION = 1
+    MINOR_VERSION = CONFIG_MINOR_VERSION
 
     def __init__(self) -> None:
         self._data: dict[str, Any] = {}
@@ -140,13 +166,13 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
     def async_get_options_flow(config_entry: EcoflowConfigEntry) -> EcoflowOptionsFlow:
         return EcoflowOptionsFlow()
 
-    async def _validate(self, data: Mapping[str, Any]) -> list[DeviceInfo]:
-        """Sign in and list devices; raise CannotValidate with the error to show."""
+    async def _validate(self, data: Mapping[str, Any]) -> tuple[str, list[DeviceInfo]]:
+        """Sign in and list devices: (account unique id, devices), or raise CannotValidate."""
         base_url = data.get(CONF_BASE_URL) or None
         region = Region(data.get(CONF_REGION, Region.EU.value))
         client = client_from_data(self.hass, data)
         try:
-            await client.certification()
+            credentials = await client.certification()
             devices = await client.devices()
         except EcoflowAuthError as err:
             if base_url is None and (other := await self._region_accepting(data, region)):
@@ -160,7 +186,22 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
             raise CannotValidate("service_error", {"error": str(err)}) from err
         if not devices:
             raise CannotValidate("no_devices")
-        return devices
+        return account_unique_id(credentials.username), devices
+
+    async def _entry_account(self, entry: EcoflowConfigEntry) -> str | None:
+        """The account unique id of an entry; None when it cannot be known.
+
+        A migrated entry carries it. An entry still on the access-key digest
+        (the cloud was unreachable at every start since the update) is asked
+        with its stored keys; during a reauth those are refused, and then the
+        account is unknown.
+        """
+        if entry.minor_version >= CONFIG_MINOR_VERSION:
+            return entry.unique_id
+        try:
+            return await async_account_unique_id(self.hass, entry.data)
+        except EcoflowError:
+            return None
 
     async def _region_accepting(self, data: Mapping[str, Any], tried: Region) -> Region | None:
         for region in Region:
@@ -180,14 +221,18 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         placeholders: dict[str, str] = {}
         if user_input is not None:
             data = _flatten_input(user_input)
-            await self.async_set_unique_id(account_unique_id(data[CONF_ACCESS_KEY]))
-            self._abort_if_unique_id_configured()
+            if self.hass.config_entries.async_entry_for_domain_unique_id(
+                DOMAIN, legacy_unique_id(data[CONF_ACCESS_KEY])
+            ):
+                return self.async_abort(reason="already_configured")
             try:
-                self._account = await self._validate(data)
+                unique_id, self._account = await self._validate(data)
             except CannotValidate as err:
                 errors["base"] = err.error
                 placeholders = err.placeholders
             else:
+                await self.async_set_unique_id(unique_id)
+                self._abort_if_unique_id_configured()
                 self._data = data
                 return await self.async_step_devices()
         return self.async_show_form(
@@ -256,16 +301,24 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
             data = {**entry.data, **_flatten_input(user_input)}
             if with_region and not _flatten_input(user_input).get(CONF_BASE_URL):
                 data.pop(CONF_BASE_URL, None)
-            unique_id = account_unique_id(data[CONF_ACCESS_KEY])
-            other = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, unique_id)
-            if other is not None and other.entry_id != entry.entry_id:
-                return self.async_abort(reason="already_configured")
             try:
-                await self._validate(data)
+                unique_id, _devices = await self._validate(data)
             except CannotValidate as err:
                 errors["base"] = err.error
                 placeholders |= err.placeholders
             else:
+                known = await self._entry_account(entry)
+                if known is not None and unique_id != known:
+                    # Keys of another account would silently swap every
+                    # station, agent mapping and policy of this entry.
+                    return self.async_abort(reason="wrong_account")
+                other = self.hass.config_entries.async_entry_for_domain_unique_id(DOMAIN, unique_id)
+                if other is not None and other.entry_id != entry.entry_id:
+                    return self.async_abort(reason="already_configured")
+                if entry.minor_version < CONFIG_MINOR_VERSION:
+                    self.hass.config_entries.async_update_entry(
+                        entry, minor_version=CONFIG_MINOR_VERSION
+                    )
                 return self.async_update_reload_and_abort(entry, unique_id=unique_id, data=data)
         defaults = dict(entry.data) if user_input is None else _flatten_input(user_input)
         return self.async_show_form(

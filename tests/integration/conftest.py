@@ -25,6 +25,7 @@ from custom_components.ecoflow_power.ecoflow.api import DeviceInfo, MqttCredenti
 from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
 
 ACCESS_KEY = "AKtestaccesskey0001"
+CERT_ACCOUNT = "open-test"  # what the certification names the account
 SECRET_KEY = "SKtestsecretkey0001-do-not-log"
 RIVER3_SN = "R651ZAB5XXXX0001"
 DELTA2_SN = "R331ZEB4ZEA00001"
@@ -56,7 +57,7 @@ def mock_client() -> Generator[AsyncMock]:
     """The EcoFlow API client, at the boundary every HA module creates it through."""
     client = AsyncMock()
     client.certification.return_value = MqttCredentials(
-        host="127.0.0.1", port=1883, protocol="mqtt", username="open-test", password="pw"
+        host="127.0.0.1", port=1883, protocol="mqtt", username=CERT_ACCOUNT, password="pw"
     )
     client.devices.return_value = list(ACCOUNT)
     with patch(
@@ -117,7 +118,8 @@ def make_entry(**options: Any) -> MockConfigEntry:
     return MockConfigEntry(
         domain=DOMAIN,
         title="EcoFlow Cloud (Europe)",
-        unique_id=account_unique_id(ACCESS_KEY),
+        unique_id=account_unique_id(CERT_ACCOUNT),
+        minor_version=2,
         data={CONF_ACCESS_KEY: ACCESS_KEY, CONF_SECRET_KEY: SECRET_KEY, CONF_REGION: "eu"},
         options={
             CONF_DEVICES: [RIVER3_SN, DELTA2_SN],

