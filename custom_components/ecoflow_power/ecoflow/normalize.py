@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import grid
 from .models import DeviceFamily, Encoding, ModelInfo
@@ -29,8 +29,9 @@ IDLE_WATTS = 10.0
 _AS_READ: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
+    """One raw value and where and when it came from (a tuple: built by the dozen per message)."""
+
     value: Any
     source: str  # raw field key
     seen_at: float
@@ -56,18 +57,49 @@ class Normalized:
 class _Raw:
     """Typed, timestamped access to the merged raw fields."""
 
-    __slots__ = ("fields", "seen")
+    __slots__ = ("_index", "fields", "seen")
 
-    def __init__(self, fields: Mapping[str, Any], seen: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        seen: Mapping[str, float],
+        index: dict[str, list[tuple[str, Any]]] | None = None,
+    ) -> None:
         self.fields = fields
         self.seen = seen
+        self._index = {} if index is None else index
+
+    def keyed(self, tag: str, pick: Callable[[str], Any]) -> list[tuple[str, Any]]:
+        """(key, pick(key)) for every key `pick` accepts, in field order.
+
+        Scanning every field name is most of a normalization's cost, and the
+        names change far less often than the values: the caller may keep the
+        index between calls and clear it when the set of keys changes.
+        """
+        found = self._index.get(tag)
+        if found is None:
+            found = [(key, hit) for key in self.fields if (hit := pick(key))]
+            self._index[tag] = found
+        return found
+
+    def has_prefix(self, prefixes: tuple[str, ...]) -> bool:
+        return bool(
+            self.keyed("prefix:" + ",".join(prefixes), lambda key: key.startswith(prefixes))
+        )
 
     def number(self, key: str) -> Reading | None:
         value = self.fields.get(key)
-        # bool is an int subclass; a flag is not a quantity.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if isinstance(value, float) and not math.isfinite(value):
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return None
+        elif kind is not int and (
+            # bool is an int subclass; a flag is not a quantity.
+            value is None
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
             return None
         return Reading(value, key, self.seen.get(key, 0.0))
 
@@ -167,6 +199,14 @@ def _energy(out: Normalized, raw: _Raw, table: Mapping[str, tuple[str, ...]], sc
 _BMS_PACK_KEY = re.compile(r"^bms\.(\d+)\.(f32_show_soc|soc)$")
 
 
+def _pack_energy_name(key: str) -> str | None:
+    if key.startswith("bms.") and key.endswith(".accu_chg_energy"):
+        return "battery_in"
+    if key.startswith("bms.") and key.endswith(".accu_dsg_energy"):
+        return "battery_out"
+    return None
+
+
 def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     screen = raw.freshest("display.cms_batt_soc", "cms.f32_lcd_show_soc", "cms.lcd_show_soc")
     out.put("soc", screen, None if screen is None else _round(screen.value))
@@ -175,9 +215,8 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
             out.soc_readings.append(reading)
 
     packs: dict[int, list[Reading]] = {}
-    for key in raw.fields:
-        match = _BMS_PACK_KEY.match(key)
-        if match and (reading := raw.number(key)) is not None:
+    for key, match in raw.keyed("bms_pack", _BMS_PACK_KEY.match):
+        if (reading := raw.number(key)) is not None:
             packs.setdefault(int(match.group(1)), []).append(reading)
     if (main := raw.number("display.bms_batt_soc")) is not None:
         packs.setdefault(0, []).append(main)
@@ -212,11 +251,8 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     out.put("remaining_charge_min", chg, remaining_minutes(chg.value) if chg and charging else None)
 
     packs_energy: dict[str, tuple[str, ...]] = {"battery_in": (), "battery_out": ()}
-    for key in raw.fields:
-        if key.startswith("bms.") and key.endswith(".accu_chg_energy"):
-            packs_energy["battery_in"] += (key,)
-        elif key.startswith("bms.") and key.endswith(".accu_dsg_energy"):
-            packs_energy["battery_out"] += (key,)
+    for key, name in raw.keyed("bms_energy", _pack_energy_name):
+        packs_energy[name] += (key,)
     _energy(out, raw, packs_energy, 0.001)  # Wh
 
     firmware = raw.number("runtime.pd_firm_ver")
@@ -353,10 +389,7 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     connected = raw.fields.get(layout.connected) if layout.connected else None
     packs: dict[int, list[Reading]] = {}
     packs[0] = [r for key in layout.main_pack if (r := raw.number(key)) is not None]
-    for key in raw.fields:
-        match = layout.slave_group.match(key)
-        if not match:
-            continue
+    for key, match in raw.keyed(layout.slave_group.pattern, layout.slave_group.match):
         index = int(match.group(1) or 1)
         # bmsIsConnt[i] == 0: slot i has no pack; its last values may linger.
         if isinstance(connected, list | tuple) and index < len(connected) and connected[index] == 0:
@@ -442,14 +475,14 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
 
 def _json_generic(raw: _Raw, out: Normalized) -> None:
     # Unknown JSON device: try the Delta 2 names first, the Delta Pro names if absent.
-    if any(key.startswith(("ems.", "bmsMaster.")) for key in raw.fields):
+    if raw.has_prefix(("ems.", "bmsMaster.")):
         _json_station(raw, out, _DELTA_PRO_LAYOUT)
     else:
         _json_station(raw, out, _DELTA2_LAYOUT)
 
 
 def _protobuf_generic(raw: _Raw, out: Normalized) -> None:
-    if any(key.startswith(("ps.", "20_1.")) for key in raw.fields):
+    if raw.has_prefix(("ps.", "20_1.")):
         _powerstream(raw, out)
     else:
         _protobuf_station(raw, out)
@@ -470,17 +503,27 @@ _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
 }
 
 
-def normalize(fields: Mapping[str, Any], seen: Mapping[str, float], model: ModelInfo) -> Normalized:
-    """Normalized values from merged raw fields (`seen`: when each field last arrived)."""
+def normalize(
+    fields: Mapping[str, Any],
+    seen: Mapping[str, float],
+    model: ModelInfo,
+    *,
+    index: dict[str, list[tuple[str, Any]]] | None = None,
+) -> Normalized:
+    """Normalized values from merged raw fields (`seen`: when each field last arrived).
+
+    `index`: a dict the caller keeps while the set of field names is unchanged
+    (see `_Raw.keyed`); it is filled on first use.
+    """
     out = Normalized()
-    raw = _Raw(fields, seen)
+    raw = _Raw(fields, seen, index)
     normalizer = _BY_FAMILY.get(model.family)
     if normalizer is None:
         # Unknown family: the field names tell which layout the device speaks.
-        protobuf_keys = any(key.startswith(_PROTOBUF_PREFIXES) for key in fields)
+        protobuf_keys = raw.has_prefix(_PROTOBUF_PREFIXES)
         if protobuf_keys or (model.encoding is Encoding.PROTOBUF and not fields):
             normalizer = _protobuf_generic
-        elif any(key.startswith("20_1.") for key in fields):
+        elif raw.has_prefix(("20_1.",)):
             normalizer = _powerstream
         else:
             normalizer = _json_generic
