@@ -272,6 +272,61 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     if (flag := raw.number("display.plug_in_info_ac_charger_flag")) is not None:
         signals.append(grid.charger_flag_signal(int(flag.value), flag.seen_at))
     _discharge_evidence(out)
+    _station_limits(
+        out, raw, "cms.min_dsg_soc", "display.energy_backup_start_soc", "display.energy_backup_en"
+    )
+
+
+def _percent(reading: Reading | None) -> Reading | None:
+    if reading is None or not 0 <= reading.value <= 100:
+        return None
+    return reading
+
+
+def _station_limits(
+    out: Normalized, raw: _Raw, discharge_key: str, reserve_key: str, reserve_on_key: str
+) -> None:
+    """The station's own cut-offs: discharge limit, and the backup reserve when it is on.
+
+    Discharge limit: CMS `min_dsg_soc` (protobuf), `minDsgSoc` (JSON), the
+    app's "discharge limit". Backup reserve: `energy_backup_start_soc` with
+    `energy_backup_en` (protobuf), `pd.bpPowerSoc` with `pd.watchIsConfig`
+    (JSON; the app's "backup reserve" switch, as tolwi/hassio-ecoflow-cloud
+    maps it). A reserve that is switched off is no cut-off; one whose switch
+    was never reported is taken as on (the cautious reading).
+    """
+    limit = _percent(raw.number(discharge_key))
+    out.put("discharge_limit_pct", limit, None if limit is None else float(limit.value))
+    reserve = _percent(raw.number(reserve_key))
+    switch = raw.number(reserve_on_key)
+    if reserve is not None and (switch is None or switch.value != 0):
+        out.put("backup_reserve_pct", reserve, float(reserve.value))
+
+
+# BMS full and design capacity (mAh), main pack: the JSON families report them.
+_HEALTH_KEYS = (
+    ("bms_bmsStatus.fullCap", "bms_bmsStatus.designCap"),
+    ("bmsMaster.fullCap", "bmsMaster.designCap"),
+)
+
+
+def _capacity(out: Normalized, raw: _Raw, model: ModelInfo) -> None:
+    """Usable energy of the unit: the rated figure, derated by the pack's health.
+
+    The BMS's full capacity against its design capacity is the share of the
+    rated energy the aged pack still holds (js03: 17978 of 20000 mAh). Extra
+    batteries are not added: the policy plans with the weakest pack, and the
+    unit's own battery is the smaller, cautious figure.
+    """
+    if model.capacity_wh is None:
+        return
+    for full_key, design_key in _HEALTH_KEYS:
+        full, design = raw.number(full_key), raw.number(design_key)
+        if full is not None and design is not None and full.value > 0 and design.value > 0:
+            health = min(1.0, full.value / design.value)
+            out.put("capacity_wh", full, float(round(model.capacity_wh * health)))
+            return
+    out.values["capacity_wh"] = model.capacity_wh
 
 
 def _discharge_evidence(out: Normalized) -> None:
@@ -345,6 +400,7 @@ class _JsonLayout:
     main_pack: tuple[str, ...]
     slave_group: re.Pattern[str]  # group(1) = pack number (empty for an unnumbered slave)
     connected: str | None  # list of per-pack connection states, main first
+    discharge_limit: str
     dsg_remain: tuple[str, ...]
     chg_remain: tuple[str, ...]
     solar: tuple[tuple[str, float], ...]  # key, factor to W
@@ -355,6 +411,7 @@ _DELTA2_LAYOUT = _JsonLayout(
     main_pack=("bms_bmsStatus.f32ShowSoc", "bms_bmsStatus.soc", "pd.soc"),
     slave_group=re.compile(r"^bms_slave(?:_bmsSlaveStatus_(\d+))?\.(f32ShowSoc|soc)$"),
     connected="bms_emsStatus.bmsIsConnt",
+    discharge_limit="bms_emsStatus.minDsgSoc",
     dsg_remain=("bms_emsStatus.dsgRemainTime",),
     chg_remain=("bms_emsStatus.chgRemainTime",),
     solar=(("mppt.inWatts", 1.0), ("mppt.pv2InWatts", 1.0)),
@@ -364,6 +421,7 @@ _DELTA_PRO_LAYOUT = _JsonLayout(
     main_pack=("bmsMaster.f32ShowSoc", "bmsMaster.soc", "pd.soc"),
     slave_group=re.compile(r"^bmsSlave(\d+)\.(f32ShowSoc|soc)$"),
     connected="ems.bmsIsConnt",
+    discharge_limit="ems.minDsgSoc",
     dsg_remain=("ems.dsgRemainTime",),
     chg_remain=("ems.chgRemainTime",),
     # Delta Pro reports solar in 0.1 W (js02: 2340 with 233 W total input).
@@ -471,6 +529,7 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     if ac_in_w is not None:
         out.grid_signals.append(grid.ac_watts_signal("ac_in_w", ac_in_w.value, ac_in_w.seen_at))
     _discharge_evidence(out)
+    _station_limits(out, raw, layout.discharge_limit, "pd.bpPowerSoc", "pd.watchIsConfig")
 
 
 def _json_generic(raw: _Raw, out: Normalized) -> None:
@@ -528,4 +587,5 @@ def normalize(
         else:
             normalizer = _json_generic
     normalizer(raw, out)
+    _capacity(out, raw, model)
     return out

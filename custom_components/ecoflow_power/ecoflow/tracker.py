@@ -92,6 +92,7 @@ class DeviceTracker:
         self._online: bool | None = None
         self._online_seen: float | None = None
         self._updated_at: float | None = None
+        self._fresh_at: float | None = None  # newest fresh evidence (see _is_fresh)
         self._newest_merge = -math.inf
         self._last: _LastMerge | None = None
         self._restamped: float | None = None  # time of the repeated fields in the state
@@ -232,6 +233,8 @@ class DeviceTracker:
         self._newest_merge = max(self._newest_merge, now)
         if self._updated_at is None or now > self._updated_at:
             self._updated_at = now
+        if self._fresh_at is None or now > self._fresh_at:
+            self._fresh_at = now
 
     def _materialize(self) -> None:
         """Move the repeated fields' values and grid signals to their new time."""
@@ -254,7 +257,11 @@ class DeviceTracker:
                 for signal in normalized.grid_signals
             ]
         self._state = replace(
-            self._state, online=self._online, updated_at=self._updated_at, seen_at=self._seen_at()
+            self._state,
+            online=self._online,
+            updated_at=self._updated_at,
+            fresh_at=self._fresh_at,
+            seen_at=self._seen_at(),
         )
 
     def _flush_repeats(self) -> None:
@@ -293,6 +300,7 @@ class DeviceTracker:
         if len(fields) != size:
             self._key_index.clear()
         self._updated_at = now if self._updated_at is None else max(self._updated_at, now)
+        self._fresh_at = now if self._fresh_at is None else max(self._fresh_at, now)
         self._last = _LastMerge(
             arrival.signature,
             tuple(keys),
@@ -390,10 +398,14 @@ class DeviceTracker:
             online=self._online,
             updated_at=self._updated_at,
             seen_at=self._seen_at(),
+            capacity_wh=values.get("capacity_wh"),
+            discharge_limit_pct=values.get("discharge_limit_pct"),
+            backup_reserve_pct=values.get("backup_reserve_pct"),
+            fresh_at=self._fresh_at,
         )
 
 
-_TIMES = frozenset({"updated_at", "seen_at"})
+_TIMES = frozenset({"updated_at", "fresh_at", "seen_at"})
 _READINGS = tuple(name for name in PowerState.__dataclass_fields__ if name not in _TIMES)
 
 
