@@ -12,7 +12,7 @@ from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 import math
 import re
-from typing import Any
+from typing import Any, NamedTuple
 
 from . import grid
 from .models import DeviceFamily, Encoding, ModelInfo
@@ -29,8 +29,9 @@ IDLE_WATTS = 10.0
 _AS_READ: Any = object()
 
 
-@dataclass(frozen=True, slots=True)
-class Reading:
+class Reading(NamedTuple):
+    """One raw value and where and when it came from (a tuple: built by the dozen per message)."""
+
     value: Any
     source: str  # raw field key
     seen_at: float
@@ -56,18 +57,49 @@ class Normalized:
 class _Raw:
     """Typed, timestamped access to the merged raw fields."""
 
-    __slots__ = ("fields", "seen")
+    __slots__ = ("_index", "fields", "seen")
 
-    def __init__(self, fields: Mapping[str, Any], seen: Mapping[str, float]) -> None:
+    def __init__(
+        self,
+        fields: Mapping[str, Any],
+        seen: Mapping[str, float],
+        index: dict[str, list[tuple[str, Any]]] | None = None,
+    ) -> None:
         self.fields = fields
         self.seen = seen
+        self._index = {} if index is None else index
+
+    def keyed(self, tag: str, pick: Callable[[str], Any]) -> list[tuple[str, Any]]:
+        """(key, pick(key)) for every key `pick` accepts, in field order.
+
+        Scanning every field name is most of a normalization's cost, and the
+        names change far less often than the values: the caller may keep the
+        index between calls and clear it when the set of keys changes.
+        """
+        found = self._index.get(tag)
+        if found is None:
+            found = [(key, hit) for key in self.fields if (hit := pick(key))]
+            self._index[tag] = found
+        return found
+
+    def has_prefix(self, prefixes: tuple[str, ...]) -> bool:
+        return bool(
+            self.keyed("prefix:" + ",".join(prefixes), lambda key: key.startswith(prefixes))
+        )
 
     def number(self, key: str) -> Reading | None:
         value = self.fields.get(key)
-        # bool is an int subclass; a flag is not a quantity.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if isinstance(value, float) and not math.isfinite(value):
+        kind = type(value)
+        if kind is float:
+            if not math.isfinite(value):
+                return None
+        elif kind is not int and (
+            # bool is an int subclass; a flag is not a quantity.
+            value is None
+            or isinstance(value, bool)
+            or not isinstance(value, int | float)
+            or (isinstance(value, float) and not math.isfinite(value))
+        ):
             return None
         return Reading(value, key, self.seen.get(key, 0.0))
 
@@ -167,6 +199,14 @@ def _energy(out: Normalized, raw: _Raw, table: Mapping[str, tuple[str, ...]], sc
 _BMS_PACK_KEY = re.compile(r"^bms\.(\d+)\.(f32_show_soc|soc)$")
 
 
+def _pack_energy_name(key: str) -> str | None:
+    if key.startswith("bms.") and key.endswith(".accu_chg_energy"):
+        return "battery_in"
+    if key.startswith("bms.") and key.endswith(".accu_dsg_energy"):
+        return "battery_out"
+    return None
+
+
 def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     screen = raw.freshest("display.cms_batt_soc", "cms.f32_lcd_show_soc", "cms.lcd_show_soc")
     out.put("soc", screen, None if screen is None else _round(screen.value))
@@ -175,9 +215,8 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
             out.soc_readings.append(reading)
 
     packs: dict[int, list[Reading]] = {}
-    for key in raw.fields:
-        match = _BMS_PACK_KEY.match(key)
-        if match and (reading := raw.number(key)) is not None:
+    for key, match in raw.keyed("bms_pack", _BMS_PACK_KEY.match):
+        if (reading := raw.number(key)) is not None:
             packs.setdefault(int(match.group(1)), []).append(reading)
     if (main := raw.number("display.bms_batt_soc")) is not None:
         packs.setdefault(0, []).append(main)
@@ -212,11 +251,8 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     out.put("remaining_charge_min", chg, remaining_minutes(chg.value) if chg and charging else None)
 
     packs_energy: dict[str, tuple[str, ...]] = {"battery_in": (), "battery_out": ()}
-    for key in raw.fields:
-        if key.startswith("bms.") and key.endswith(".accu_chg_energy"):
-            packs_energy["battery_in"] += (key,)
-        elif key.startswith("bms.") and key.endswith(".accu_dsg_energy"):
-            packs_energy["battery_out"] += (key,)
+    for key, name in raw.keyed("bms_energy", _pack_energy_name):
+        packs_energy[name] += (key,)
     _energy(out, raw, packs_energy, 0.001)  # Wh
 
     firmware = raw.number("runtime.pd_firm_ver")
@@ -236,6 +272,61 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     if (flag := raw.number("display.plug_in_info_ac_charger_flag")) is not None:
         signals.append(grid.charger_flag_signal(int(flag.value), flag.seen_at))
     _discharge_evidence(out)
+    _station_limits(
+        out, raw, "cms.min_dsg_soc", "display.energy_backup_start_soc", "display.energy_backup_en"
+    )
+
+
+def _percent(reading: Reading | None) -> Reading | None:
+    if reading is None or not 0 <= reading.value <= 100:
+        return None
+    return reading
+
+
+def _station_limits(
+    out: Normalized, raw: _Raw, discharge_key: str, reserve_key: str, reserve_on_key: str
+) -> None:
+    """The station's own cut-offs: discharge limit, and the backup reserve when it is on.
+
+    Discharge limit: CMS `min_dsg_soc` (protobuf), `minDsgSoc` (JSON), the
+    app's "discharge limit". Backup reserve: `energy_backup_start_soc` with
+    `energy_backup_en` (protobuf), `pd.bpPowerSoc` with `pd.watchIsConfig`
+    (JSON; the app's "backup reserve" switch, as tolwi/hassio-ecoflow-cloud
+    maps it). A reserve that is switched off is no cut-off; one whose switch
+    was never reported is taken as on (the cautious reading).
+    """
+    limit = _percent(raw.number(discharge_key))
+    out.put("discharge_limit_pct", limit, None if limit is None else float(limit.value))
+    reserve = _percent(raw.number(reserve_key))
+    switch = raw.number(reserve_on_key)
+    if reserve is not None and (switch is None or switch.value != 0):
+        out.put("backup_reserve_pct", reserve, float(reserve.value))
+
+
+# BMS full and design capacity (mAh), main pack: the JSON families report them.
+_HEALTH_KEYS = (
+    ("bms_bmsStatus.fullCap", "bms_bmsStatus.designCap"),
+    ("bmsMaster.fullCap", "bmsMaster.designCap"),
+)
+
+
+def _capacity(out: Normalized, raw: _Raw, model: ModelInfo) -> None:
+    """Usable energy of the unit: the rated figure, derated by the pack's health.
+
+    The BMS's full capacity against its design capacity is the share of the
+    rated energy the aged pack still holds (js03: 17978 of 20000 mAh). Extra
+    batteries are not added: the policy plans with the weakest pack, and the
+    unit's own battery is the smaller, cautious figure.
+    """
+    if model.capacity_wh is None:
+        return
+    for full_key, design_key in _HEALTH_KEYS:
+        full, design = raw.number(full_key), raw.number(design_key)
+        if full is not None and design is not None and full.value > 0 and design.value > 0:
+            health = min(1.0, full.value / design.value)
+            out.put("capacity_wh", full, float(round(model.capacity_wh * health)))
+            return
+    out.values["capacity_wh"] = model.capacity_wh
 
 
 def _discharge_evidence(out: Normalized) -> None:
@@ -309,6 +400,7 @@ class _JsonLayout:
     main_pack: tuple[str, ...]
     slave_group: re.Pattern[str]  # group(1) = pack number (empty for an unnumbered slave)
     connected: str | None  # list of per-pack connection states, main first
+    discharge_limit: str
     dsg_remain: tuple[str, ...]
     chg_remain: tuple[str, ...]
     solar: tuple[tuple[str, float], ...]  # key, factor to W
@@ -319,6 +411,7 @@ _DELTA2_LAYOUT = _JsonLayout(
     main_pack=("bms_bmsStatus.f32ShowSoc", "bms_bmsStatus.soc", "pd.soc"),
     slave_group=re.compile(r"^bms_slave(?:_bmsSlaveStatus_(\d+))?\.(f32ShowSoc|soc)$"),
     connected="bms_emsStatus.bmsIsConnt",
+    discharge_limit="bms_emsStatus.minDsgSoc",
     dsg_remain=("bms_emsStatus.dsgRemainTime",),
     chg_remain=("bms_emsStatus.chgRemainTime",),
     solar=(("mppt.inWatts", 1.0), ("mppt.pv2InWatts", 1.0)),
@@ -328,6 +421,7 @@ _DELTA_PRO_LAYOUT = _JsonLayout(
     main_pack=("bmsMaster.f32ShowSoc", "bmsMaster.soc", "pd.soc"),
     slave_group=re.compile(r"^bmsSlave(\d+)\.(f32ShowSoc|soc)$"),
     connected="ems.bmsIsConnt",
+    discharge_limit="ems.minDsgSoc",
     dsg_remain=("ems.dsgRemainTime",),
     chg_remain=("ems.chgRemainTime",),
     # Delta Pro reports solar in 0.1 W (js02: 2340 with 233 W total input).
@@ -353,10 +447,7 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     connected = raw.fields.get(layout.connected) if layout.connected else None
     packs: dict[int, list[Reading]] = {}
     packs[0] = [r for key in layout.main_pack if (r := raw.number(key)) is not None]
-    for key in raw.fields:
-        match = layout.slave_group.match(key)
-        if not match:
-            continue
+    for key, match in raw.keyed(layout.slave_group.pattern, layout.slave_group.match):
         index = int(match.group(1) or 1)
         # bmsIsConnt[i] == 0: slot i has no pack; its last values may linger.
         if isinstance(connected, list | tuple) and index < len(connected) and connected[index] == 0:
@@ -438,18 +529,19 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     if ac_in_w is not None:
         out.grid_signals.append(grid.ac_watts_signal("ac_in_w", ac_in_w.value, ac_in_w.seen_at))
     _discharge_evidence(out)
+    _station_limits(out, raw, layout.discharge_limit, "pd.bpPowerSoc", "pd.watchIsConfig")
 
 
 def _json_generic(raw: _Raw, out: Normalized) -> None:
     # Unknown JSON device: try the Delta 2 names first, the Delta Pro names if absent.
-    if any(key.startswith(("ems.", "bmsMaster.")) for key in raw.fields):
+    if raw.has_prefix(("ems.", "bmsMaster.")):
         _json_station(raw, out, _DELTA_PRO_LAYOUT)
     else:
         _json_station(raw, out, _DELTA2_LAYOUT)
 
 
 def _protobuf_generic(raw: _Raw, out: Normalized) -> None:
-    if any(key.startswith(("ps.", "20_1.")) for key in raw.fields):
+    if raw.has_prefix(("ps.", "20_1.")):
         _powerstream(raw, out)
     else:
         _protobuf_station(raw, out)
@@ -470,19 +562,30 @@ _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
 }
 
 
-def normalize(fields: Mapping[str, Any], seen: Mapping[str, float], model: ModelInfo) -> Normalized:
-    """Normalized values from merged raw fields (`seen`: when each field last arrived)."""
+def normalize(
+    fields: Mapping[str, Any],
+    seen: Mapping[str, float],
+    model: ModelInfo,
+    *,
+    index: dict[str, list[tuple[str, Any]]] | None = None,
+) -> Normalized:
+    """Normalized values from merged raw fields (`seen`: when each field last arrived).
+
+    `index`: a dict the caller keeps while the set of field names is unchanged
+    (see `_Raw.keyed`); it is filled on first use.
+    """
     out = Normalized()
-    raw = _Raw(fields, seen)
+    raw = _Raw(fields, seen, index)
     normalizer = _BY_FAMILY.get(model.family)
     if normalizer is None:
         # Unknown family: the field names tell which layout the device speaks.
-        protobuf_keys = any(key.startswith(_PROTOBUF_PREFIXES) for key in fields)
+        protobuf_keys = raw.has_prefix(_PROTOBUF_PREFIXES)
         if protobuf_keys or (model.encoding is Encoding.PROTOBUF and not fields):
             normalizer = _protobuf_generic
-        elif any(key.startswith("20_1.") for key in fields):
+        elif raw.has_prefix(("20_1.",)):
             normalizer = _powerstream
         else:
             normalizer = _json_generic
     normalizer(raw, out)
+    _capacity(out, raw, model)
     return out

@@ -1,27 +1,40 @@
-"""One device's telemetry: merge every message, filter, and expose PowerState.
+"""One device's telemetry: every message in, one PowerState out.
 
 The tracker is the only stateful part of the decoding side. It never reads
 the clock (time is passed in) and never raises out of `ingest`: a bad message
 is counted in `stats` and skipped, because one corrupt MQTT payload must not
 take down the integration's message loop.
+
+One message makes one pass through these stages (`ingest`):
+
+1. intake    decode the payload and screen it (`intake.Intake`): batches of
+             plausible raw fields, plus what to count;
+2. merge     into the device's raw fields, each stamped with the message time;
+3. normalize the merged fields into model-independent values (normalize.py);
+4. filter    the SoC readings this message reported (filters.SocJumpFilter);
+5. grid      assess the verdict and debounce it (grid.py, filters.GridDebouncer);
+6. compose   the PowerState, once; `ingest` says whether it changed.
+
+A message that repeats the previous one (same content, nothing merged in
+between) skips stages 1b-5: only the times move. `snapshot(now, stale)`
+returns the state of the last pass unless something time-dependent applies:
+grid evidence gone stale, or a grid change waiting for its confirmation.
 """
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Mapping
 import copy
 from dataclasses import dataclass, field, replace
-import json
 import math
 from typing import Any
 
-from .envelope import EnvelopeError, parse_envelope
-from .filters import GridDebouncer, SocJumpFilter, is_meaningful, plausible_fields
-from .grid import assess_grid
-from .json_decoder import JsonPayloadError, decode_json, decode_status
+from .filters import GridDebouncer, SocJumpFilter
+from .grid import GridSignal, assess_grid
+from .intake import Arrival, Intake
 from .models import ModelInfo
 from .normalize import Normalized, normalize
-from .protobuf_decoder import PdataError, decode_frame
 from .state import GridStatus, MessageSource, PowerState
 
 # Raw keys written by the protobuf decoder; a full JSON snapshot leaves them alone.
@@ -53,10 +66,16 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-def _plausible_serial(value: Any) -> str | None:
-    if isinstance(value, str) and len(value) >= 8 and value.isalnum() and value.strip("0"):
-        return value
-    return None
+@dataclass(slots=True)
+class _LastMerge:
+    """The newest message that merged fields, to recognise a repeat of it."""
+
+    signature: Any
+    keys: tuple[str, ...]  # every key it merged
+    at: float  # when it (or its latest repeat) arrived
+    newest_before: float  # newest merge time of anything before it
+    online: bool  # it carried an online flag
+    repeats: int = 0  # repeats whose field counts are not yet in the stats
 
 
 class DeviceTracker:
@@ -64,26 +83,50 @@ class DeviceTracker:
         self.sn = sn
         self.model = model
         self.payload_sn: str | None = None  # serial found in a payload, if any
+        self._intake = Intake(model.family)
         self._fields: dict[str, Any] = {}
         self._seen: dict[str, float] = {}
+        self._key_index: dict[str, list[tuple[str, Any]]] = {}
         self._stats = DecodeStats()
+        self._field_counts: Counter[str] = Counter()
         self._online: bool | None = None
         self._online_seen: float | None = None
         self._updated_at: float | None = None
+        self._fresh_at: float | None = None  # newest fresh evidence (see _is_fresh)
+        self._newest_merge = -math.inf
+        self._last: _LastMerge | None = None
+        self._restamped: float | None = None  # time of the repeated fields in the state
         self._soc_filter = SocJumpFilter()
         self._soc_min_filter = SocJumpFilter()
         self._filtered: dict[str, float] = {}
         self._grid = GridDebouncer(confirm_sec=grid_confirm_sec)
-        self._signature: PowerState | None = None
+        self._normalized = normalize(self._fields, self._seen, model, index=self._key_index)
+        self._state = self._compose(0.0)
+        self._settled = False  # the first accepted message always counts as a change
 
     # --- public API -----------------------------------------------------------
 
     @property
     def stats(self) -> DecodeStats:
-        return copy.deepcopy(self._stats)
+        self._flush_repeats()
+        stats = copy.copy(self._stats)
+        stats.unknown_types = dict(self._stats.unknown_types)
+        stats.raw_field_counts = dict(self._field_counts)
+        return stats
+
+    @property
+    def decoded_messages(self) -> int:
+        """stats.decoded without copying the stats."""
+        return self._stats.decoded
 
     def raw_fields(self) -> dict[str, Any]:
         return dict(self._fields)
+
+    @property
+    def state(self) -> PowerState:
+        """The state the last message produced (no staleness applied)."""
+        self._materialize()
+        return self._state
 
     def ingest(
         self, payload: bytes | str | Mapping[str, Any], source: MessageSource, now: float
@@ -91,19 +134,52 @@ class DeviceTracker:
         """Merge one message; True when the normalized state changed. Never raises."""
         self._stats.messages += 1
         try:
-            if not self._accept(payload, source, now):
+            arrival = self._intake.read(payload, source)  # 1. intake
+            if arrival.noted:
+                self._count(arrival)
+            for serial in arrival.serials:
+                self.payload_sn = serial
+            if not arrival.accepted:
                 return False
-            return self._refresh(now)
+            self._stats.decoded += 1
+            if self.payload_sn is None:
+                self.payload_sn = arrival.pack_serial
+            if arrival.online is not None:
+                self._online = arrival.online
+                self._online_seen = now
+            if arrival.status_only:
+                return self._settle(now)
+            if self._is_repeat(arrival, now):
+                self._restamp(now)
+                return False
+            self._restamped = None  # the pass below recomputes every time
+            self._merge(arrival, now)  # 2. merge
+            self._normalized = normalize(  # 3. normalize
+                self._fields, self._seen, self.model, index=self._key_index
+            )
+            self._filter_soc(now)  # 4. filter
+            verdict, _ = assess_grid(self._normalized.grid_signals, now, _NEVER_STALE)  # 5. grid
+            self._grid.observe(verdict, now)
+            return self._settle(now)  # 6. compose
         except Exception as err:
             self._stats.malformed += 1
             self._stats.last_error = _short(f"internal error on {source}: {err!r}")
             return False
 
     def snapshot(self, now: float, stale_after_sec: float) -> PowerState:
-        normalized = normalize(self._fields, self._seen, self.model)
-        return self._compose(normalized, now, stale_after_sec, debounced=True)
+        """The state as of `now`: grid evidence older than `stale_after_sec` does not count."""
+        self._materialize()
+        state = self._state
+        signals = self._normalized.grid_signals
+        pending = self._grid.candidate is not None
+        if not pending and all(now - signal.seen_at <= stale_after_sec for signal in signals):
+            return state
+        status, evidence = self._grid_verdict(signals, now, stale_after_sec)
+        if status is state.grid and evidence == state.grid_evidence:
+            return state
+        return replace(state, grid=status, grid_evidence=evidence)
 
-    # --- decoding -------------------------------------------------------------
+    # --- 1. intake: what the message brought -------------------------------------
 
     def _error(self, kind: str, message: str) -> None:
         if kind == "malformed":
@@ -112,133 +188,132 @@ class DeviceTracker:
             self._stats.rejected += 1
         self._stats.last_error = _short(message)
 
-    def _accept(
-        self, payload: bytes | str | Mapping[str, Any], source: MessageSource, now: float
-    ) -> bool:
-        if source is MessageSource.STATUS:
-            return self._accept_status(payload, now)
-        if isinstance(payload, Mapping):
-            return self._accept_json(payload, now)
-        if isinstance(payload, bytes | bytearray | memoryview | str):
-            text_start = payload.lstrip()[:1]
-            if text_start in ("{", b"{"):
-                try:
-                    parsed = json.loads(payload)
-                except (ValueError, UnicodeDecodeError) as err:
-                    self._error("malformed", f"invalid JSON: {err}")
-                    return False
-                return self._accept_json(parsed, now)
-            return self._accept_protobuf(payload, now)
-        self._error("malformed", f"unsupported payload type {type(payload).__name__}")
-        return False
+    def _count(self, arrival: Arrival) -> None:
+        self._stats.rejected += arrival.dropped
+        for kind, message in arrival.errors:
+            self._error(kind, message)
+        unknown = self._stats.unknown_types
+        for type_key in arrival.unknown_types:
+            unknown[type_key] = unknown.get(type_key, 0) + 1
 
-    def _accept_status(self, payload: Any, now: float) -> bool:
-        value: Any = payload
-        if isinstance(payload, bytes | bytearray | memoryview):
-            value = bytes(payload).decode("utf-8", errors="replace")
-        if isinstance(value, str) and value.strip().startswith("{"):
-            try:
-                value = json.loads(value)
-            except ValueError as err:
-                self._error("malformed", f"invalid status JSON: {err}")
-                return False
-        online = decode_status(value)
-        if online is None:
-            self._error("malformed", "status message without an online flag")
-            return False
-        self._online = online
-        self._online_seen = now
-        self._stats.decoded += 1
-        return True
+    # --- 2. merge -------------------------------------------------------------
 
-    def _accept_json(self, obj: Any, now: float) -> bool:
-        try:
-            decoded = decode_json(obj, self.model.family)
-        except JsonPayloadError as err:
-            self._error("malformed", f"JSON: {err}")
-            return False
-        fields, dropped = plausible_fields(decoded.fields)
-        if dropped:
-            self._stats.rejected += dropped
-        if not is_meaningful(fields):
-            self._error("rejected", f"JSON {decoded.kind} without usable fields")
-            return False
-        if decoded.full_snapshot:
-            for key in [k for k in self._fields if not k.startswith(_PROTOBUF_NAMESPACES)]:
-                if key not in fields:
-                    del self._fields[key]
-                    self._seen.pop(key, None)
-        self._merge(fields, now)
-        if decoded.sn:
-            self.payload_sn = decoded.sn
-        if decoded.online is not None:
-            self._online = decoded.online
-            self._online_seen = now
-        self._stats.decoded += 1
-        return True
+    def _is_repeat(self, arrival: Arrival, now: float) -> bool:
+        """The last merged message again, with nothing that could reorder sources.
 
-    def _accept_protobuf(self, payload: bytes | bytearray | memoryview | str, now: float) -> bool:
-        try:
-            frames = parse_envelope(payload)
-        except EnvelopeError as err:
-            self._error("malformed", f"envelope: {err}")
-            return False
-        accepted = False
-        for frame in frames:
-            if frame.device_sn and _plausible_serial(frame.device_sn):
-                self.payload_sn = frame.device_sn
-            if frame.is_truncated:
-                self._error(
-                    "rejected",
-                    f"{frame.type_key} truncated: {len(frame.pdata)} of {frame.data_len} bytes",
-                )
-                continue
-            try:
-                decoded = decode_frame(frame, self.model.family)
-            except PdataError as err:
-                self._error("malformed", str(err))
-                continue
-            if decoded is None:
-                unknown = self._stats.unknown_types
-                unknown[frame.type_key] = unknown.get(frame.type_key, 0) + 1
-                continue
-            fields, dropped = plausible_fields(decoded.fields)
-            self._stats.rejected += dropped
-            if not is_meaningful(fields):
-                self._error("rejected", f"{frame.type_key} {decoded.kind} without known fields")
-                continue
-            self._merge(fields, now)
-            if self.payload_sn is None:
-                serial = fields.get("bms.0.bms_sn")
-                self.payload_sn = _plausible_serial(serial)
-            accepted = True
-        if accepted:
-            self._stats.decoded += 1
-        return accepted
+        Its fields then have the same values; only their time moves to `now`.
+        Sources compete by time, so this holds only if the last merge was the
+        newest by a margin (no tie with an older message), or `now` equals it.
+        Held SoC readings and pending grid changes take the full pass.
+        """
+        last = self._last
+        return (
+            last is not None
+            and arrival.signature is not None
+            and arrival.signature == last.signature
+            and (now == last.at or (now > last.at and last.at > last.newest_before))
+            and self._grid.candidate is None
+            and self._soc_filter.pending is None
+            and self._soc_min_filter.pending is None
+        )
 
-    def _merge(self, fields: Mapping[str, Any], now: float) -> None:
-        counts = self._stats.raw_field_counts
-        for key, value in fields.items():
-            self._fields[key] = value
-            self._seen[key] = now
-            counts[key] = counts.get(key, 0) + 1
+    def _restamp(self, now: float) -> None:
+        """Stages 2-6 for a repeat: the last merge's fields are now `now` old.
+
+        Nothing else changes. Times are written when something reads them
+        (`_materialize`, `_flush_repeats`): a steady device repeats itself
+        far more often than anyone looks.
+        """
+        last = self._last
+        assert last is not None
+        if self._restamped is None:
+            self._restamped = last.at
+        last.at = now
+        last.repeats += 1
+        self._newest_merge = max(self._newest_merge, now)
+        if self._updated_at is None or now > self._updated_at:
+            self._updated_at = now
+        if self._fresh_at is None or now > self._fresh_at:
+            self._fresh_at = now
+
+    def _materialize(self) -> None:
+        """Move the repeated fields' values and grid signals to their new time."""
+        before = self._restamped
+        if before is None:
+            return
+        self._restamped = None
+        last = self._last
+        assert last is not None
+        now = last.at
+        normalized = self._normalized
+        if now != before:
+            # The repeat's fields were the newest, so exactly the values and
+            # the grid signals stamped `before` came from it.
+            normalized.seen = {
+                name: (now if at == before else at) for name, at in normalized.seen.items()
+            }
+            normalized.grid_signals = [
+                replace(signal, seen_at=now) if signal.seen_at == before else signal
+                for signal in normalized.grid_signals
+            ]
+        self._state = replace(
+            self._state,
+            online=self._online,
+            updated_at=self._updated_at,
+            fresh_at=self._fresh_at,
+            seen_at=self._seen_at(),
+        )
+
+    def _flush_repeats(self) -> None:
+        """Write the times and counts of repeats, before anything reads them."""
+        last = self._last
+        if last is None or not last.repeats:
+            return
+        self._seen.update(dict.fromkeys(last.keys, last.at))
+        counts = self._field_counts
+        for key in last.keys:
+            counts[key] += last.repeats
+        last.repeats = 0
+
+    def _merge(self, arrival: Arrival, now: float) -> None:
+        self._flush_repeats()
+        fields, seen = self._fields, self._seen
+        size = len(fields)
+        keys: list[str] = []
+        for batch in arrival.batches:
+            if batch.full_snapshot and not fields.keys() <= batch.fields.keys():
+                gone = [
+                    k
+                    for k in fields
+                    if not k.startswith(_PROTOBUF_NAMESPACES) and k not in batch.fields
+                ]
+                for key in gone:
+                    del fields[key]
+                    seen.pop(key, None)
+                if gone:
+                    self._key_index.clear()
+                    size = len(fields)
+            fields.update(batch.fields)
+            seen.update(dict.fromkeys(batch.fields, now))
+            self._field_counts.update(batch.fields.keys())
+            keys.extend(batch.fields)
+        if len(fields) != size:
+            self._key_index.clear()
         self._updated_at = now if self._updated_at is None else max(self._updated_at, now)
+        self._fresh_at = now if self._fresh_at is None else max(self._fresh_at, now)
+        self._last = _LastMerge(
+            arrival.signature,
+            tuple(keys),
+            now,
+            self._newest_merge,
+            arrival.online is not None,
+        )
+        self._newest_merge = max(self._newest_merge, now)
 
-    # --- state ------------------------------------------------------------------
+    # --- 4. filter ------------------------------------------------------------
 
-    def _refresh(self, now: float) -> bool:
-        """Run the stateful filters on what this message reported; True if the state changed."""
-        normalized = normalize(self._fields, self._seen, self.model)
-        self._filter_soc(normalized, now)
-        verdict, _ = assess_grid(normalized.grid_signals, now, _NEVER_STALE)
-        self._grid.observe(verdict, now)
-        signature = self._compose(normalized, now, _NEVER_STALE, debounced=True)
-        signature = replace(signature, updated_at=None, seen_at={})
-        changed = signature != self._signature
-        self._signature = signature
-        return changed
-
-    def _filter_soc(self, normalized: Normalized, now: float) -> None:
+    def _filter_soc(self, now: float) -> None:
+        normalized = self._normalized
         for name, guard in (("soc", self._soc_filter), ("soc_min", self._soc_min_filter)):
             value = normalized.values.get(name)
             # Only a value this message reported counts as a new reading: a
@@ -258,34 +333,52 @@ class DeviceTracker:
                 )
             self._filtered[name] = reported
 
-    def _compose(
-        self, normalized: Normalized, now: float, stale_after_sec: float, *, debounced: bool
-    ) -> PowerState:
-        values = dict(normalized.values)
-        for name in ("soc", "soc_min"):
-            if name in self._filtered and name in values:
-                values[name] = self._filtered[name]
+    # --- 5. grid --------------------------------------------------------------
 
-        fresh_status, evidence = assess_grid(normalized.grid_signals, now, stale_after_sec)
-        status = fresh_status
-        if debounced and fresh_status is not GridStatus.UNKNOWN:
-            status = self._grid.current(now)
-            pending = self._grid.candidate
-            if pending is not None and pending is not status:
-                waited = now - self._grid.candidate_since
-                evidence = (*evidence, f"awaiting confirmation: {pending} for {waited:.0f} s")
+    def _grid_verdict(
+        self, signals: list[GridSignal], now: float, stale_after_sec: float
+    ) -> tuple[GridStatus, tuple[str, ...]]:
+        """The verdict on fresh evidence, debounced: a change shows once confirmed."""
+        status, evidence = assess_grid(signals, now, stale_after_sec)
+        if status is GridStatus.UNKNOWN:
+            return status, evidence
+        status = self._grid.current(now)
+        pending = self._grid.candidate
+        if pending is not None and pending is not status:
+            waited = now - self._grid.candidate_since
+            evidence = (*evidence, f"awaiting confirmation: {pending} for {waited:.0f} s")
+        return status, evidence
 
+    # --- 6. compose -----------------------------------------------------------
+
+    def _settle(self, now: float) -> bool:
+        self._materialize()
+        previous = self._state
+        self._state = self._compose(now)
+        first, self._settled = not self._settled, True
+        return first or not _same_readings(previous, self._state)
+
+    def _seen_at(self) -> dict[str, float]:
+        normalized = self._normalized
         seen = dict(normalized.seen)
         if normalized.grid_signals:
             seen["grid"] = max(signal.seen_at for signal in normalized.grid_signals)
         if self._online_seen is not None:
             seen["online"] = self._online_seen
+        return seen
 
-        soc_min = values.get("soc_min")
+    def _compose(self, now: float) -> PowerState:
+        normalized: Normalized = self._normalized
+        values = normalized.values
+        soc = self._filtered.get("soc", values.get("soc")) if "soc" in values else None
+        soc_min = (
+            self._filtered.get("soc_min", values.get("soc_min")) if "soc_min" in values else None
+        )
+        status, evidence = self._grid_verdict(normalized.grid_signals, now, _NEVER_STALE)
         return PowerState(
             sn=self.sn or self.payload_sn or "",
             model=self.model.name,
-            soc=values.get("soc"),
+            soc=soc,
             soc_min=soc_min,
             soc_min_source=normalized.sources.get("soc_min") if soc_min is not None else None,
             soc_modules=values.get("soc_modules", ()),
@@ -304,5 +397,18 @@ class DeviceTracker:
             firmware=values.get("firmware"),
             online=self._online,
             updated_at=self._updated_at,
-            seen_at=seen,
+            seen_at=self._seen_at(),
+            capacity_wh=values.get("capacity_wh"),
+            discharge_limit_pct=values.get("discharge_limit_pct"),
+            backup_reserve_pct=values.get("backup_reserve_pct"),
+            fresh_at=self._fresh_at,
         )
+
+
+_TIMES = frozenset({"updated_at", "fresh_at", "seen_at"})
+_READINGS = tuple(name for name in PowerState.__dataclass_fields__ if name not in _TIMES)
+
+
+def _same_readings(a: PowerState, b: PowerState) -> bool:
+    """Equal apart from times: a steady value re-reported is not a change."""
+    return all(getattr(a, name) == getattr(b, name) for name in _READINGS)
