@@ -5,7 +5,7 @@ when the agent must start its own shutdown if no newer lease arrives
 (`shutdown_by`) and whether its shutdown is due now (`fsd`). It is retained,
 so an agent that (re)connects or starts reads it at once, and it is signed and
 carries its issue time and expiry, so an old one is never acted on at start
-(no boot loop). docs/protocol.md section 7 is the specification; this module
+(no boot loop). docs/protocol.md section 9 is the specification; this module
 builds and verifies the message and holds the timing rules of the integration
 side. No Home Assistant imports.
 """
