@@ -1,8 +1,11 @@
 #!/usr/bin/env python3
-"""EcoFlow Power Management host agent for Linux (command protocol v1).
+"""EcoFlow Power Management host agent for Linux (protocol 2, accepts v1 commands).
 
-Listens on ``{prefix}/{agent_id}/cmd`` for signed commands from the Home
-Assistant integration and shuts this host down cleanly when told to.
+Listens on ``{prefix}/{agent_id}/cmd`` for signed commands and on
+``{prefix}/{agent_id}/power`` for the signed, retained power lease of the Home
+Assistant integration, and shuts this host down cleanly when told to, or on
+its own when the lease's deadline passes with no newer lease (Home Assistant,
+the broker or the cloud gone during an outage).
 
 Safety rules this file keeps:
 
@@ -12,7 +15,10 @@ Safety rules this file keeps:
 * Every command is checked (JSON shape, version, HMAC signature, age, id never
   seen before) before anything happens; every rejection is acknowledged with
   the reason.
-* Seen ids live on disk, so a restart does not replay a command.
+* Seen ids and the pending job live on disk, so a restart neither replays a
+  command nor forgets a countdown.
+* Fail closed: without a secret the agent refuses to start unless its config
+  says ``allow_unauthenticated = true``.
 
 Python 3.9+ and paho-mqtt (1.6 or 2.x) are the only requirements.
 """
@@ -46,10 +52,14 @@ try:
 except ImportError:  # pragma: no cover - reported at start-up
     mqtt = None  # type: ignore[assignment]
 
-AGENT_VERSION = "1.0.0"
-PROTOCOL_VERSION = 1
+AGENT_VERSION = "2.0.0"
+PROTOCOL_VERSION = 1  # the `v` of commands, acks and statuses
+PROTOCOL_LEVEL = 2  # what this agent speaks (announced as `protocol` in its status)
+LEASE_VERSION = 2
 ACTIONS = ("shutdown", "abort", "ping")
-MAX_PAYLOAD = 16384
+MAX_PAYLOAD = 8192  # bigger payloads are dropped before parsing
+REJECT_BURST = 20  # rejection acks: a burst of this many, then...
+REJECT_PER_SEC = 2.0  # ... this many per second
 MAX_ID_LEN = 128
 MAX_SEEN_IDS = 20000
 MAX_SAFE_INT = 2**53 - 1
@@ -125,6 +135,7 @@ class Command:
         reason: str,
         device: str,
         legacy: bool,
+        ref: str | None = None,
     ) -> None:
         self.id = cid
         self.action = action
@@ -134,6 +145,7 @@ class Command:
         self.reason = reason
         self.device = device
         self.legacy = legacy
+        self.ref = ref
 
     @property
     def execute_at(self) -> int:
@@ -155,10 +167,19 @@ def parse_payload(payload: bytes) -> tuple[dict[str, Any] | None, str]:
     return obj, ack_id
 
 
-def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Command:
+def check_command(
+    obj: dict[str, Any],
+    secret: str,
+    skew: int,
+    now: float,
+    pending_ids: frozenset[str] = frozenset(),
+) -> Command:
     """Shape, version, signature and age checks (the id check needs the store).
 
-    Times compare in whole epoch seconds, as the protocol defines them.
+    Times compare in whole epoch seconds, as the protocol defines them. An
+    abort naming (``ref``) a job still pending is not refused as expired: it
+    can only cancel that one job, and it may have been queued behind a late
+    shutdown that waits its grace for it.
     """
     now = int(now)
     legacy = "v" not in obj and "sig" not in obj and "issued_at" not in obj
@@ -186,6 +207,9 @@ def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Co
     for key in ("reason", "device"):
         if key in obj and not isinstance(obj[key], str):
             raise Rejection("rejected", f"malformed: {key} must be a string")
+    ref = obj.get("ref")
+    if ref is not None and (not isinstance(ref, str) or not ref or len(ref) > MAX_ID_LEN):
+        raise Rejection("rejected", "malformed: ref must be a non-empty printable string")
     if "ttl_sec" not in obj:
         raise Rejection("rejected", "malformed: ttl_sec missing")
     if action == "shutdown" and "delay_sec" not in obj:
@@ -207,7 +231,8 @@ def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Co
     ttl = int(obj["ttl_sec"])
     if issued_at > now + skew:
         raise Rejection("rejected", "future: issued_at beyond the clock skew allowance")
-    if now > issued_at + ttl + skew:
+    late_abort = action == "abort" and obj.get("ref") in pending_ids
+    if now > issued_at + ttl + skew and not late_abort:
         raise Rejection("expired", f"expired: issued_at {issued_at} + ttl_sec {ttl}")
     return Command(
         cid=cid,
@@ -218,6 +243,7 @@ def check_command(obj: dict[str, Any], secret: str, skew: int, now: float) -> Co
         reason=str(obj.get("reason", "")),
         device=str(obj.get("device", "")),
         legacy=legacy,
+        ref=ref if action == "abort" else None,
     )
 
 
@@ -279,10 +305,19 @@ class SeenIds:
 
 
 class PreCommand:
-    def __init__(self, name: str, argv: list[str], timeout: float) -> None:
+    def __init__(
+        self,
+        name: str,
+        argv: list[str],
+        timeout: float,
+        undo: list[str] | None = None,
+        undo_timeout: float = 60.0,
+    ) -> None:
         self.name = name
         self.argv = argv
         self.timeout = timeout
+        self.undo = undo  # early mode: run on abort if this command was started
+        self.undo_timeout = undo_timeout
 
 
 class Config:
@@ -308,6 +343,10 @@ class Config:
         self.shutdown_sec = 60
         self.pre_shutdown: list[PreCommand] = []
         self.log_level = "INFO"
+        self.allow_unauthenticated = False
+        self.pre_shutdown_mode = "commit"  # or "early" (with undo commands on abort)
+        self.kill_grace_sec = 5.0
+        self.late_grace_sec = 3.0
 
 
 _BOOL_TRUE = ("1", "true", "yes", "on")
@@ -335,6 +374,10 @@ _KEYS = {
     "shutdown_command": "argv",
     "shutdown_sec": "int",
     "log_level": "str",
+    "allow_unauthenticated": "bool",
+    "pre_shutdown_mode": "str",
+    "kill_grace_sec": "float",
+    "late_grace_sec": "float",
 }
 
 
@@ -372,6 +415,10 @@ def _set(cfg: Config, key: str, value: Any, source: str) -> None:
             result: Any = str(value)
         elif kind == "int":
             result = int(value)
+        elif kind == "float":
+            result = float(value)
+            if not 0 <= result <= 3600:
+                raise ValueError(value)
         elif kind == "bool":
             if isinstance(value, bool):
                 result = value
@@ -422,6 +469,14 @@ def load_config(path: str | None, environ: dict[str, str]) -> Config:
         raise ConfigError("agent_id must match " + AGENT_ID_RE.pattern)
     if cfg.skew_sec < 0 or cfg.shutdown_sec < 0:
         raise ConfigError("skew_sec and shutdown_sec must be >= 0")
+    if cfg.pre_shutdown_mode not in ("commit", "early"):
+        raise ConfigError("pre_shutdown_mode must be commit or early")
+    if not cfg.secret and not cfg.allow_unauthenticated:
+        raise ConfigError(
+            "no secret configured: refusing to start (paste the secret Home Assistant "
+            "generated for this agent, or set allow_unauthenticated = true to accept "
+            "unsigned commands from anyone on the broker)"
+        )
     return cfg
 
 
@@ -437,11 +492,14 @@ def _load_json(cfg: Config, text: str, path: str) -> None:
             for index, item in enumerate(value):
                 if not isinstance(item, dict):
                     raise ConfigError(f"{path}: pre_shutdown[{index}] must be an object")
+                undo = item.get("undo")
                 cfg.pre_shutdown.append(
                     PreCommand(
                         str(item.get("name", f"pre{index + 1}")),
                         parse_argv(item.get("command"), f"pre_shutdown[{index}]"),
                         float(item.get("timeout_sec", 60)),
+                        None if undo is None else parse_argv(undo, f"pre_shutdown[{index}].undo"),
+                        float(item.get("undo_timeout_sec", 60)),
                     )
                 )
         elif key in _KEYS:
@@ -468,11 +526,18 @@ def _load_ini(cfg: Config, text: str, path: str) -> None:
             if "command" not in sec:
                 raise ConfigError(f"{path}: [{section}] needs command")
             name = sec.get("name", section.partition(":")[2] or section)
+            unknown = set(sec) - {"command", "name", "timeout_sec", "undo", "undo_timeout_sec"}
+            if unknown:
+                raise ConfigError(f"{path}: [{section}] unknown key {sorted(unknown)[0]}")
             try:
                 timeout = float(sec.get("timeout_sec", "60"))
+                undo_timeout = float(sec.get("undo_timeout_sec", "60"))
             except ValueError:
                 raise ConfigError(f"{path}: [{section}] bad timeout_sec") from None
-            cfg.pre_shutdown.append(PreCommand(name, parse_argv(sec["command"], section), timeout))
+            undo = parse_argv(sec["undo"], section + " undo") if "undo" in sec else None
+            cfg.pre_shutdown.append(
+                PreCommand(name, parse_argv(sec["command"], section), timeout, undo, undo_timeout)
+            )
         else:
             raise ConfigError(f"{path}: unknown section [{section}]")
 
@@ -482,10 +547,33 @@ def _load_ini(cfg: Config, text: str, path: str) -> None:
 # --------------------------------------------------------------------------
 
 
+def stop_tree(proc: Any, grace: float) -> None:
+    """End ``proc`` and everything it started: TERM to its process group, KILL after ``grace``."""
+    if proc.poll() is not None:
+        return
+    for sig, wait in ((signal.SIGTERM, grace), (signal.SIGKILL, 5.0)):
+        try:
+            os.killpg(proc.pid, sig)
+        except OSError:
+            with contextlib.suppress(OSError):
+                proc.send_signal(sig)
+        try:
+            proc.wait(wait)
+            # the leader is gone; make sure no member of its group lingers
+            with contextlib.suppress(OSError):
+                os.killpg(proc.pid, signal.SIGKILL)
+            return
+        except subprocess.TimeoutExpired:
+            continue
+
+
 def run_argv(
-    argv: list[str], timeout: float, on_start: Callable[[Any], None] | None = None
+    argv: list[str],
+    timeout: float,
+    on_start: Callable[[Any], None] | None = None,
+    grace: float = 5.0,
 ) -> tuple[bool, str]:
-    """Run ``argv`` without a shell; return (ok, short description)."""
+    """Run ``argv`` without a shell in its own process group; return (ok, description)."""
     try:
         proc = subprocess.Popen(
             argv,
@@ -502,12 +590,14 @@ def run_argv(
     try:
         out, _ = proc.communicate(timeout=timeout)
     except subprocess.TimeoutExpired:
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except OSError:
-            proc.kill()
-        proc.communicate()
+        stop_tree(proc, grace)
+        with contextlib.suppress(subprocess.TimeoutExpired, ValueError, OSError):
+            proc.communicate(timeout=5)
         return False, f"timeout after {timeout:g}s"
+    except (ValueError, OSError) as err:  # pipes closed by a concurrent stop
+        LOG.debug("output of %s lost: %s", argv[0], err)
+        proc.wait()
+        out = b""
     text = out.decode("utf-8", "replace").strip()
     if text:
         LOG.info("  output: %s", text[-500:])
@@ -517,19 +607,179 @@ def run_argv(
 
 
 # --------------------------------------------------------------------------
+# Power lease (protocol 2)
+# --------------------------------------------------------------------------
+
+LEASE_GRIDS = ("present", "on_battery", "unknown")
+
+
+class Lease:
+    def __init__(self, obj: dict[str, Any]) -> None:
+        self.obj = obj
+        self.issued_at = int(obj["issued_at"])
+        self.expires_at = int(obj["expires_at"])
+        self.grid = str(obj["grid"])
+        self.fsd = bool(obj["fsd"])
+        self.shutdown_by: int | None = obj.get("shutdown_by")
+        self.sig = str(obj.get("sig", ""))
+
+
+def check_lease(obj: Any, agent_id: str, secret: str, skew: int, now: float) -> Lease:
+    """Shape, signature and age of a lease; raises ValueError with the reason."""
+    if not isinstance(obj, dict):
+        raise ValueError("not a JSON object")
+    for key, value in obj.items():
+        if isinstance(value, bool):
+            continue
+        if isinstance(value, int):
+            if not 0 <= value <= MAX_SAFE_INT:
+                raise ValueError(f"{key} out of range")
+        elif not isinstance(value, str) or not _printable(value):
+            raise ValueError(f"{key} is not a flat value")
+    if obj.get("v") != LEASE_VERSION or obj.get("type") != "lease":
+        raise ValueError("not a version 2 lease")
+    if obj.get("agent") != agent_id:
+        raise ValueError("lease for another agent")
+    if obj.get("grid") not in LEASE_GRIDS or not isinstance(obj.get("fsd"), bool):
+        raise ValueError("bad grid or fsd")
+    for key in ("issued_at", "expires_at"):
+        if not _is_int(obj.get(key)):
+            raise ValueError(f"{key} missing")
+    if "shutdown_by" in obj and not _is_int(obj["shutdown_by"]):
+        raise ValueError("bad shutdown_by")
+    if secret:
+        if "sig" not in obj:
+            raise ValueError("unsigned")
+        if not verify(obj, secret):
+            raise ValueError("bad_signature")
+    if obj["issued_at"] > int(now) + skew:
+        raise ValueError("issued in the future")
+    if int(now) > obj["expires_at"] + skew:
+        raise ValueError(f"expired at {obj['expires_at']}")
+    return Lease(obj)
+
+
+def countdown(issued_at: int, seconds: int, skew: int, now: float) -> float:
+    """Seconds left of a countdown of ``seconds`` from ``issued_at``, kept relative.
+
+    An age (our clock minus the sender's ``issued_at``) up to the skew
+    allowance is taken as clock skew, not as time spent in transit: the
+    countdown runs its full length from receipt, so a skewed clock neither
+    shortens nor lengthens it. Only the age beyond the allowance (a message
+    queued while we were away) is deducted.
+    """
+    late = max(0.0, (now - issued_at) - skew)
+    return seconds - late
+
+
+# --------------------------------------------------------------------------
+# Persistent state: the pending job and the lease, next to the seen ids
+# --------------------------------------------------------------------------
+
+
+class StateFile:
+    def __init__(self, state_dir: str) -> None:
+        self.path = os.path.join(state_dir, "job.json")
+
+    def load(self) -> dict[str, Any]:
+        try:
+            with open(self.path, encoding="utf-8") as handle:
+                data = json.load(handle)
+            return data if isinstance(data, dict) else {}
+        except FileNotFoundError:
+            return {}
+        except (OSError, ValueError) as err:
+            LOG.error("state file %s unreadable (%s); starting without it", self.path, err)
+            return {}
+
+    def save(self, data: dict[str, Any]) -> None:
+        directory = os.path.dirname(self.path)
+        fd, tmp = tempfile.mkstemp(prefix=".job.", dir=directory)
+        try:
+            with os.fdopen(fd, "w", encoding="utf-8") as handle:
+                json.dump(data, handle, separators=(",", ":"))
+                handle.flush()
+                os.fsync(handle.fileno())
+            os.replace(tmp, self.path)
+        except OSError as err:
+            LOG.error("cannot write state file %s: %s", self.path, err)
+            with contextlib.suppress(OSError):
+                os.unlink(tmp)
+
+
+# --------------------------------------------------------------------------
 # The agent
 # --------------------------------------------------------------------------
 
 
 class Job:
-    """One pending shutdown."""
+    """The one shutdown under way: from a command, from the lease deadline, or from fsd."""
 
-    def __init__(self, command: Command) -> None:
-        self.command = command
-        self.execute_at = command.execute_at
-        self.state = "preparing"  # preparing, waiting, executing, aborted
+    def __init__(
+        self,
+        cid: str,
+        kind: str,
+        commit_at: int,
+        deadline: float,
+        *,
+        issued_at: int = 0,
+        ttl_sec: int = 0,
+    ) -> None:
+        self.id = cid
+        self.kind = kind  # command, lease, fsd
+        self.ids = {cid}  # merged shutdowns answer for the same job
+        self.commit_at = commit_at  # the commit point on the sender's clock (acks)
+        self.deadline = deadline  # when we execute, on our own wall clock
+        self.issued_at = issued_at
+        self.ttl_sec = ttl_sec
+        self.state = "pending"  # pending, preparing, executing, aborted, done
         self.failed: list[str] = []
+        self.started: list[PreCommand] = []  # early mode: what may need undoing
         self.proc: Any = None  # the pre-shutdown command running now
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "kind": self.kind,
+            "ids": sorted(self.ids),
+            "commit_at": self.commit_at,
+            "deadline": self.deadline,
+            "issued_at": self.issued_at,
+            "ttl_sec": self.ttl_sec,
+            "state": "executing" if self.state in ("executing", "done") else "pending",
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> Job:
+        job = cls(
+            str(data["id"]),
+            str(data["kind"]),
+            int(data["commit_at"]),
+            float(data["deadline"]),
+            issued_at=int(data.get("issued_at", 0)),
+            ttl_sec=int(data.get("ttl_sec", 0)),
+        )
+        job.ids = {str(i) for i in data.get("ids", [job.id])}
+        job.state = str(data.get("state", "pending"))
+        return job
+
+
+class RateLimit:
+    def __init__(self, burst: int, per_sec: float, clock: Callable[[], float]) -> None:
+        self.burst, self.per_sec, self.clock = burst, per_sec, clock
+        self.tokens = float(burst)
+        self.at = clock()
+        self.dropped = 0
+
+    def allow(self) -> bool:
+        now = self.clock()
+        self.tokens = min(self.burst, self.tokens + (now - self.at) * self.per_sec)
+        self.at = now
+        if self.tokens >= 1:
+            self.tokens -= 1
+            return True
+        self.dropped += 1
+        return False
 
 
 class Agent:
@@ -538,11 +788,86 @@ class Agent:
         self.clock = clock
         self.base = f"{cfg.prefix}/{cfg.agent_id}"
         self.seen = SeenIds(cfg.state_dir, cfg.seen_retain_sec)
+        self.store = StateFile(cfg.state_dir)
         self._cond = threading.Condition()
         self._job: Job | None = None
         self._last_executed: Job | None = None
+        self._lease: Lease | None = None
+        self._lease_deadline: float | None = None  # our wall clock
+        self._executed_lease = 0  # issued_at of the lease whose deadline we executed
+        self._fsd_done = False  # fsd is a level: act on it once per episode
+        self._rejects = RateLimit(REJECT_BURST, REJECT_PER_SEC, time.monotonic)
+        self._oversize = RateLimit(3, 0.1, time.monotonic)
         self._stop = threading.Event()
+        self._restore()
         self.client = self._make_client()
+
+    # -- persistence -------------------------------------------------------
+
+    def _restore(self) -> None:
+        data = self.store.load()
+        now = self.clock()
+        self._executed_lease = int(data.get("executed_lease", 0) or 0)
+        self._fsd_done = bool(data.get("fsd_done", False))
+        job_data = data.get("job")
+        if isinstance(job_data, dict):
+            try:
+                job = Job.from_dict(job_data)
+            except (KeyError, TypeError, ValueError) as err:
+                LOG.error("pending job in %s unreadable (%s): dropped", self.store.path, err)
+                job = None
+            if job is not None and job.state == "executing":
+                # a new run (the host came back, or the agent was restarted):
+                # never repeated; answered like any other unknown id
+                LOG.info("job %s was executing before this start: not repeated", job.id)
+            elif job is not None and job.kind == "command":
+                valid_until = job.issued_at + job.ttl_sec + self.cfg.skew_sec
+                if now > valid_until:
+                    LOG.warning("pending shutdown %s expired while stopped: dropped", job.id)
+                else:
+                    LOG.warning(
+                        "resuming pending shutdown %s: executes in %.0fs",
+                        job.id,
+                        max(0.0, job.deadline - now),
+                    )
+                    self._job = job
+        lease_obj = data.get("lease")
+        if isinstance(lease_obj, dict):
+            try:
+                lease = check_lease(
+                    lease_obj, self.cfg.agent_id, self.cfg.secret, self.cfg.skew_sec, now
+                )
+            except (ValueError, KeyError, TypeError) as err:
+                LOG.info("stored lease not used at start: %s", err)
+            else:
+                self._lease = lease
+                deadline = data.get("lease_deadline")
+                if (
+                    isinstance(deadline, (int, float))
+                    and lease.issued_at != self._executed_lease
+                    and not lease.fsd
+                ):
+                    self._lease_deadline = float(deadline)
+                    LOG.warning(
+                        "resuming the lease countdown: own shutdown in %.0fs",
+                        max(0.0, deadline - now),
+                    )
+
+    def _persist(self) -> None:
+        """Write the job and lease (call with the lock held, before acking)."""
+        job = self._job
+        if job is None and self._last_executed is not None:
+            job = self._last_executed
+        self.store.save(
+            {
+                "v": 1,
+                "job": None if job is None or job.kind != "command" else job.to_dict(),
+                "lease": None if self._lease is None else self._lease.obj,
+                "lease_deadline": self._lease_deadline,
+                "executed_lease": self._executed_lease,
+                "fsd_done": self._fsd_done,
+            }
+        )
 
     # -- MQTT plumbing -----------------------------------------------------
 
@@ -571,9 +896,22 @@ class Agent:
         self._set_will(client)
         return client
 
+    def _job_fields(self) -> dict[str, Any]:
+        job = self._job
+        fields: dict[str, Any] = {"job": "none"}
+        if job is not None:
+            fields["job"] = "executing" if job.state == "executing" else "pending"
+            fields["job_id"] = job.id
+        if self._lease_deadline is not None and self._lease is not None:
+            by = self._lease.shutdown_by
+            if by is not None:
+                fields["lease_deadline"] = int(by)
+        return fields
+
     def status(self, state: str) -> dict[str, Any]:
         msg: dict[str, Any] = {
             "v": PROTOCOL_VERSION,
+            "protocol": PROTOCOL_LEVEL,
             "agent": self.cfg.agent_id,
             "state": state,
             "hostname": sanitize(socket.gethostname()),
@@ -583,9 +921,14 @@ class Agent:
             "shutdown_sec": self.cfg.shutdown_sec,
             "at": int(self.clock()),
         }
+        if state == "online":
+            msg.update(self._job_fields())
         if self.cfg.secret:
             msg["sig"] = sign(msg, self.cfg.secret)
         return msg
+
+    def publish_status(self) -> None:
+        self.client.publish(self.base + "/status", json.dumps(self.status("online")), 1, True)
 
     def _set_will(self, client: Any) -> None:
         client.will_set(
@@ -601,8 +944,8 @@ class Agent:
         if sock is not None:  # acks are tiny: do not let Nagle hold them back
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
-        client.subscribe(self.base + "/cmd", qos=1)
-        client.publish(self.base + "/status", json.dumps(self.status("online")), qos=1, retain=True)
+        client.subscribe([(self.base + "/cmd", 1), (self.base + "/power", 1)])
+        self.publish_status()
 
     def _on_disconnect(self, client: Any, userdata: Any, *rest: Any) -> None:
         if self._stop.is_set():
@@ -625,13 +968,28 @@ class Agent:
         LOG.info("ack %s id=%s %s", status, cid or "-", detail)
         self.client.publish(self.base + "/ack", json.dumps(msg), qos=1)
 
-    # -- command handling -------------------------------------------------
+    # -- messages ----------------------------------------------------------
 
     def _on_message(self, client: Any, userdata: Any, message: Any) -> None:
         try:
-            self.handle(bytes(message.payload))
+            payload = bytes(message.payload)
+            if len(payload) > MAX_PAYLOAD:
+                # dropped before parsing: no JSON parser ever sees it, no ack
+                if self._oversize.allow():
+                    LOG.warning("dropped a %d-byte payload on %s", len(payload), message.topic)
+                return
+            if message.topic.endswith("/power"):
+                self.handle_lease(payload)
+            else:
+                self.handle(payload)
         except Exception:  # never let one message kill the network thread
-            LOG.exception("unexpected error while handling a command")
+            LOG.exception("unexpected error while handling a message")
+
+    def _reject(self, cid: str, status: str, detail: str) -> None:
+        if self._rejects.allow():
+            self.ack(cid, status, detail)
+        else:
+            LOG.warning("rejection ack for %s not sent (rate limit): %s", cid or "-", detail)
 
     def handle(self, payload: bytes) -> None:
         now = self.clock()
@@ -639,22 +997,27 @@ class Agent:
         try:
             obj, ack_id = parse_payload(payload)
             assert obj is not None
-            command = check_command(obj, self.cfg.secret, self.cfg.skew_sec, now)
+            with self._cond:
+                job = self._job
+                pending = frozenset(job.ids if job is not None and job.state != "executing" else ())
+            command = check_command(obj, self.cfg.secret, self.cfg.skew_sec, now, pending)
             keep_until = command.issued_at + command.ttl_sec + self.cfg.skew_sec
             if not self.seen.check_and_add(command.id, keep_until, now):
-                raise Rejection("duplicate", "duplicate: id seen before")
+                self._duplicate(command.id)
+                return
         except Rejection as rej:
             LOG.warning("command %s: %s", ack_id or "-", rej.detail)
-            self.ack(ack_id, rej.status, rej.detail)
+            self._reject(ack_id, rej.status, rej.detail)
             return
         LOG.info(
-            "command %s: %s delay=%ss ttl=%ss reason=%r device=%r%s",
+            "command %s: %s delay=%ss ttl=%ss reason=%r device=%r%s%s",
             command.id,
             command.action,
             command.delay_sec,
             command.ttl_sec,
             command.reason,
             command.device,
+            f" ref={command.ref}" if command.ref else "",
             " (unsigned legacy)" if command.legacy else "",
         )
         if command.action == "ping":
@@ -662,69 +1025,185 @@ class Agent:
         elif command.action == "abort":
             self._abort(command)
         else:
-            self._shutdown(command)
+            self._shutdown(command, now)
+
+    def _duplicate(self, cid: str) -> None:
+        LOG.warning("command %s: id seen before", cid)
+        with self._cond:
+            job, last = self._job, self._last_executed
+            extra: dict[str, Any] = {"job": "none"}
+            if job is not None and cid in job.ids:
+                extra["job"] = "executing" if job.state == "executing" else "pending"
+                extra["execute_at"] = job.commit_at
+            elif last is not None and cid in last.ids:
+                extra["job"] = "executing"
+        if self._rejects.allow():
+            self.ack(cid, "duplicate", "duplicate: id seen before", **extra)
+
+    # -- leases ------------------------------------------------------------
+
+    def handle_lease(self, payload: bytes) -> None:
+        if not payload:
+            LOG.info("lease cleared by Home Assistant")
+            return
+        now = self.clock()
+        try:
+            obj = json.loads(payload.decode("utf-8"))
+            lease = check_lease(obj, self.cfg.agent_id, self.cfg.secret, self.cfg.skew_sec, now)
+        except (UnicodeDecodeError, ValueError) as err:
+            LOG.warning("lease ignored: %s", err)
+            return
+        with self._cond:
+            current = self._lease
+            if current is not None and (
+                lease.issued_at < current.issued_at
+                or (lease.issued_at == current.issued_at and lease.sig == current.sig)
+            ):
+                return  # an older lease, or the one we hold (retained copy on reconnect)
+            self._lease = lease
+            self._apply_lease(lease, now)
+            self._persist()
+            self._cond.notify_all()
+        self.publish_status()
+
+    def _apply_lease(self, lease: Lease, now: float) -> None:
+        LOG.info(
+            "lease: grid=%s fsd=%s shutdown_by=%s issued_at=%s expires_at=%s",
+            lease.grid,
+            lease.fsd,
+            lease.shutdown_by,
+            lease.issued_at,
+            lease.expires_at,
+        )
+        if lease.fsd:
+            self._lease_deadline = None
+            if self._fsd_done:
+                return
+            self._fsd_done = True
+            LOG.warning("lease says fsd: shutting down now")
+            self._execute_now("fsd", lease)
+            return
+        self._fsd_done = False
+        if lease.grid == "present" or lease.shutdown_by is None:
+            if self._lease_deadline is not None:
+                LOG.warning("lease (grid %s): own shutdown cancelled", lease.grid)
+            self._lease_deadline = None
+            return
+        if lease.issued_at == self._executed_lease:
+            return
+        left = countdown(
+            lease.issued_at, lease.shutdown_by - lease.issued_at, self.cfg.skew_sec, now
+        )
+        self._lease_deadline = now + max(0.0, left)
+        LOG.info("lease: own shutdown in %.0fs unless a newer lease arrives", max(0.0, left))
+
+    def _execute_now(self, kind: str, lease: Lease) -> None:
+        """fsd or the lease deadline: a pending job commits now, or a new one starts."""
+        job = self._job
+        now = self.clock()
+        if job is not None:
+            if job.state in ("pending", "preparing"):
+                job.deadline = min(job.deadline, now)
+                self._cond.notify_all()
+            return
+        job = Job(f"{kind}-{lease.issued_at}", kind, int(now), now)
+        self._job = job
+        threading.Thread(target=self._run_job, args=(job,), daemon=True).start()
+
+    # -- commands ----------------------------------------------------------
 
     def _abort(self, command: Command) -> None:
         with self._cond:
-            job = self._job
-            if job is None:
-                last = self._last_executed
-                if last is not None:
+            job, last = self._job, self._last_executed
+            ref = command.ref
+            if job is not None and job.kind == "command" and (ref is None or ref in job.ids):
+                target = ref or job.id
+                if job.state == "executing" or self.clock() >= job.deadline:
                     self.ack(
                         command.id,
                         "rejected",
-                        f"too_late: commit point passed at {last.execute_at}",
-                        ref=last.command.id,
+                        f"too_late: commit point passed at {job.commit_at}",
+                        ref=target,
                     )
-                else:
-                    self.ack(command.id, "rejected", "nothing_pending")
-                return
-            if job.state == "executing" or self.clock() >= job.execute_at:
+                    return
+                job.state = "aborted"
+                self._job = None
+                self._persist()
+                self._cond.notify_all()
+                proc = job.proc
+            elif last is not None and (ref is None or ref in last.ids):
                 self.ack(
                     command.id,
                     "rejected",
-                    f"too_late: commit point passed at {job.execute_at}",
-                    ref=job.command.id,
+                    f"too_late: commit point passed at {last.commit_at}",
+                    ref=ref or last.id,
                 )
                 return
-            job.state = "aborted"
-            self._job = None
-            self._cond.notify_all()
-            if job.proc is not None and job.proc.poll() is None:
-                LOG.warning("abort: stopping the running pre-shutdown command")
-                with contextlib.suppress(OSError):
-                    os.killpg(job.proc.pid, signal.SIGKILL)
-        LOG.warning("shutdown %s aborted by %s", job.command.id, command.id)
-        self.ack(command.id, "aborted", "shutdown cancelled", ref=job.command.id)
+            else:
+                detail = "nothing_pending" if ref is None else f"nothing_pending: {ref}"
+                self.ack(command.id, "rejected", detail, **({"ref": ref} if ref else {}))
+                return
+        if proc is not None:
+            LOG.warning("abort: stopping the running pre-shutdown command")
+            stop_tree(proc, self.cfg.kill_grace_sec)
+        LOG.warning("shutdown %s aborted by %s", job.id, command.id)
+        self.ack(command.id, "aborted", "shutdown cancelled", ref=target)
+        if job.started:
+            threading.Thread(target=self._undo, args=(job,), daemon=True).start()
 
-    def _shutdown(self, command: Command) -> None:
+    def _undo(self, job: Job) -> None:
+        for pre in reversed(job.started):
+            if pre.undo is None:
+                continue
+            LOG.warning("abort: undoing pre-shutdown %r: %s", pre.name, pre.undo)
+            ok, what = run_argv(pre.undo, pre.undo_timeout, grace=self.cfg.kill_grace_sec)
+            if not ok:
+                LOG.error("undo of %r failed: %s", pre.name, what)
+
+    def _shutdown(self, command: Command, now: float) -> None:
+        left = countdown(command.issued_at, command.delay_sec, self.cfg.skew_sec, now)
+        late = left <= 0
+        if late:
+            # after its commit point: a short grace for an abort queued behind it
+            left = self.cfg.late_grace_sec
         with self._cond:
             job = self._job
-            if job is not None:
+            if job is not None and job.state != "executing":
                 # One shutdown is already under way: keep it, and move its
                 # commit point earlier if the new command asks for that.
-                self.ack(command.id, "received")
-                job.execute_at = min(job.execute_at, command.execute_at)
+                job.ids.add(command.id)
+                job.commit_at = min(job.commit_at, command.execute_at)
+                job.deadline = min(job.deadline, now + left)
+                self._persist()
                 self._cond.notify_all()
+                self.ack(command.id, "received")
                 self.ack(
                     command.id,
                     "scheduled",
                     "merged into pending shutdown",
-                    ref=job.command.id,
-                    execute_at=job.execute_at,
+                    ref=job.id,
+                    execute_at=job.commit_at,
+                    execute_in=max(0, int(job.deadline - now + 0.999)),
                 )
                 return
-            job = Job(command)
+            job = Job(
+                command.id,
+                "command",
+                command.execute_at,
+                now + left,
+                issued_at=command.issued_at,
+                ttl_sec=command.ttl_sec,
+            )
             self._job = job
-        self.ack(command.id, "received")
-        thread = threading.Thread(target=self._run_job, args=(job,), daemon=True)
-        thread.start()
+            self._persist()
+        self.ack(command.id, "received", "late: commit point passed" if late else "")
+        threading.Thread(target=self._run_job, args=(job,), daemon=True).start()
+        self.publish_status()
 
-    def _run_job(self, job: Job) -> None:
-        cid = job.command.id
+    def _run_pre(self, job: Job) -> None:
         for pre in self.cfg.pre_shutdown:
             if job.state == "aborted":
-                LOG.info("shutdown %s aborted: skipping remaining pre-shutdown commands", cid)
+                LOG.info("shutdown %s aborted: skipping remaining pre-shutdown commands", job.id)
                 return
             if self.cfg.dry_run:
                 LOG.info(
@@ -735,57 +1214,103 @@ class Agent:
                 )
                 continue
             LOG.info("running pre-shutdown %r: %s", pre.name, pre.argv)
-            ok, what = run_argv(pre.argv, pre.timeout, on_start=lambda p: setattr(job, "proc", p))
+            job.started.append(pre)
+            ok, what = run_argv(
+                pre.argv,
+                pre.timeout,
+                on_start=lambda p: setattr(job, "proc", p),
+                grace=self.cfg.kill_grace_sec,
+            )
             job.proc = None
             if job.state == "aborted":
-                LOG.info("shutdown %s aborted during pre-shutdown %r", cid, pre.name)
+                LOG.info("shutdown %s aborted during pre-shutdown %r", job.id, pre.name)
                 return
             if not ok:
                 LOG.error("pre-shutdown %r failed: %s", pre.name, what)
                 job.failed.append(f"{pre.name}({what})")
-        failed = ", ".join(job.failed)
+
+    def _detail(self, job: Job) -> str:
+        return "pre-shutdown failed: " + ", ".join(job.failed) if job.failed else ""
+
+    def _run_job(self, job: Job) -> None:
+        early = self.cfg.pre_shutdown_mode == "early" and job.kind == "command"
+        if early:
+            with self._cond:
+                job.state = "preparing"
+            self._run_pre(job)
+            with self._cond:
+                if job.state == "aborted":
+                    return
+                job.state = "pending"
+        if job.kind == "command":
+            self.ack(
+                job.id,
+                "scheduled",
+                self._detail(job),
+                execute_at=job.commit_at,
+                execute_in=max(0, int(job.deadline - self.clock() + 0.999)),
+            )
+            LOG.info("shutdown %s: commit point in %.1fs", job.id, job.deadline - self.clock())
         with self._cond:
-            if job.state == "aborted":
-                return
-            job.state = "waiting"
-        self.ack(
-            cid,
-            "scheduled",
-            "pre-shutdown failed: " + failed if failed else "",
-            execute_at=job.execute_at,
-        )
-        LOG.info("shutdown %s scheduled at %s", cid, job.execute_at)
-        with self._cond:
-            while job.state == "waiting":
-                remaining = job.execute_at - self.clock()
+            while job.state == "pending":
+                remaining = job.deadline - self.clock()
                 if remaining <= 0:
                     break
                 self._cond.wait(min(remaining, 1.0))
-            if job.state != "waiting":
+            if job.state != "pending":
                 return
             job.state = "executing"
-            self._job = None
+            self._persist()
+        self.publish_status()
+        if not early:
+            self._run_pre(job)  # at the commit point: nothing irreversible before it
+        if job.kind == "command":
+            self.ack(job.id, "executing", self._detail(job))
+        else:
+            LOG.warning("self-decided shutdown (%s), no command from Home Assistant", job.kind)
+        with self._cond:
+            job.state = "done"
+            if self._job is job:
+                self._job = None
             self._last_executed = job
-        self.ack(
-            cid,
-            "executing",
-            "pre-shutdown failed: " + failed if failed else "",
-        )
+            self._persist()
+        self.publish_status()
         argv = self.cfg.shutdown_command
         if self.cfg.dry_run:
             LOG.warning("DRY-RUN: would run shutdown command: %s", " ".join(argv))
             return
         LOG.warning("shutting down now: %s", argv)
-        ok, what = run_argv(argv, 120)
+        ok, what = run_argv(argv, 120, grace=self.cfg.kill_grace_sec)
         if not ok:
             LOG.error("shutdown command failed: %s", what)
-            self.ack(cid, "rejected", "shutdown_command_failed: " + what)
+            if job.kind == "command":
+                self.ack(job.id, "rejected", "shutdown_command_failed: " + what)
+
+    def _lease_watch(self) -> None:
+        """The lease countdown: our own shutdown when no newer lease came in time."""
+        with self._cond:
+            while not self._stop.is_set():
+                deadline = self._lease_deadline
+                if deadline is not None and self.clock() >= deadline:
+                    lease = self._lease
+                    self._lease_deadline = None
+                    if lease is not None:
+                        self._executed_lease = lease.issued_at
+                        LOG.warning(
+                            "no newer lease by shutdown_by %s: shutting down on our own",
+                            lease.shutdown_by,
+                        )
+                        self._execute_now("lease", lease)
+                        self._persist()
+                    continue
+                wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self.clock()))
+                self._cond.wait(max(wait, 0.01))
 
     # -- life cycle --------------------------------------------------------
 
     def run(self) -> int:
         LOG.info(
-            "ecoflow agent %s: id=%s broker=%s:%s dry_run=%s signed=%s pre-shutdown=%d",
+            "ecoflow agent %s: id=%s broker=%s:%s dry_run=%s signed=%s pre-shutdown=%d (%s)",
             AGENT_VERSION,
             self.cfg.agent_id,
             self.cfg.mqtt_host,
@@ -793,6 +1318,7 @@ class Agent:
             self.cfg.dry_run,
             bool(self.cfg.secret),
             len(self.cfg.pre_shutdown),
+            self.cfg.pre_shutdown_mode,
         )
         if not self.cfg.secret:
             LOG.warning("no secret configured: commands are NOT authenticated")
@@ -802,11 +1328,21 @@ class Agent:
 
         signal.signal(signal.SIGTERM, _stop)
         signal.signal(signal.SIGINT, _stop)
+        with self._cond:
+            job = self._job
+        if job is not None:  # resumed from disk
+            threading.Thread(target=self._run_job, args=(job,), daemon=True).start()
+        threading.Thread(target=self._lease_watch, daemon=True).start()
         self.client.connect_async(self.cfg.mqtt_host, self.cfg.mqtt_port, self.cfg.mqtt_keepalive)
         self.client.loop_start()
         while not self._stop.wait(1.0):
             pass
         LOG.info("stopping")
+        with self._cond:
+            self._cond.notify_all()
+            proc = self._job.proc if self._job is not None else None
+        if proc is not None:
+            stop_tree(proc, self.cfg.kill_grace_sec)
         info = self.client.publish(
             self.base + "/status", json.dumps(self.status("offline")), qos=1, retain=True
         )

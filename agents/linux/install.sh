@@ -106,9 +106,16 @@ else
   if [ -n "$SECRET_FILE" ]; then
     SECRET="$(head -n 1 "$SECRET_FILE")"
   elif [ -t 0 ]; then
-    printf 'Agent secret from the Home Assistant integration (empty = none, UNSAFE): ' >&2
+    printf 'Agent secret from the Home Assistant integration: ' >&2
     IFS= read -rs SECRET
     echo >&2
+  fi
+  SECRET="$(printf '%s' "$SECRET" | tr -d '\r\n')"
+  if [ -z "$SECRET" ]; then
+    # fail closed: an agent without a secret obeys anyone on the broker
+    echo "a secret is required (--secret-file FILE, or type it when asked):" >&2
+    echo "Home Assistant shows it once when you add the agent" >&2
+    exit 2
   fi
   MQTT_PASSWORD=""
   if [ -n "$MQTT_USERNAME" ] && [ -t 0 ]; then

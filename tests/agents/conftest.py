@@ -72,6 +72,38 @@ def command(
     return msg
 
 
+def lease(
+    *,
+    agent_id: str,
+    grid: str = "on_battery",
+    shutdown_by: int | None = None,
+    fsd: bool = False,
+    issued_at: int | None = None,
+    expires_at: int | None = None,
+    secret: str | None = SECRET,
+    **extra: Any,
+) -> dict[str, Any]:
+    """A protocol-2 power lease, signed with `secret` (unsigned when None)."""
+    issued = int(time.time()) if issued_at is None else issued_at
+    msg: dict[str, Any] = {
+        "v": 2,
+        "type": "lease",
+        "agent": agent_id,
+        "device": "R651ZAB5XXXX0001",
+        "grid": grid,
+        "fsd": fsd,
+        "issued_at": issued,
+        "expires_at": expires_at if expires_at is not None else issued + 90,
+        "soc_min": "19.5",
+    }
+    if shutdown_by is not None:
+        msg["shutdown_by"] = shutdown_by
+    msg.update(extra)
+    if secret is not None:
+        msg["sig"] = sign(msg, secret)
+    return msg
+
+
 def signature_ok(msg: dict[str, Any], secret: str = SECRET) -> bool:
     return isinstance(msg.get("sig"), str) and hmac.compare_digest(sign(msg, secret), msg["sig"])
 
@@ -151,11 +183,19 @@ class AgentProcess:
         secret: str | None = SECRET,
         dry_run: bool = True,
         shutdown_argv: list[str] | None = None,
-        pre: list[tuple[str, list[str], int]] | None = None,
+        pre: list[tuple[Any, ...]] | None = None,
         mode: int = 0o600,
+        allow_unauthenticated: bool | None = None,
+        extra: dict[str, Any] | None = None,
     ) -> None:
+        """`pre`: (name, argv, timeout[, undo argv]); `extra`: more keys, by Linux name."""
         shutdown_argv = shutdown_argv or ["/bin/false", "never-run-in-dry-run"]
         pre = pre if pre is not None else [("sync", ["/bin/sync"], 5)]
+        if allow_unauthenticated is None:
+            allow_unauthenticated = not secret
+        extra = dict(extra or {})
+        if allow_unauthenticated:
+            extra["allow_unauthenticated"] = True
         if self.kind == "linux":
             lines = [
                 "[mqtt]",
@@ -170,9 +210,14 @@ class AgentProcess:
                 "shutdown_sec = 45",
                 f"shutdown_command = {json.dumps(shutdown_argv)}",
             ]
-            for name, argv, timeout in pre:
+            for key, value in extra.items():
+                text = str(value).lower() if isinstance(value, bool) else str(value)
+                lines.append(f"{key} = {text}")
+            for name, argv, timeout, *undo in pre:
                 lines += [f"[pre_shutdown:{name}]", f"command = {json.dumps(argv)}"]
                 lines.append(f"timeout_sec = {timeout}")
+                if undo:
+                    lines.append(f"undo = {json.dumps(undo[0])}")
         else:
             lines = [
                 "# test config",
@@ -187,9 +232,14 @@ class AgentProcess:
                 "HEARTBEAT_SEC=2",
                 f"SHUTDOWN_COMMAND={' '.join(shutdown_argv)}",
             ]
-            for index, (_name, argv, timeout) in enumerate(pre, start=1):
+            for key, value in extra.items():
+                text = ("1" if value else "0") if isinstance(value, bool) else str(value)
+                lines.append(f"{key.upper()}={text}")
+            for index, (_name, argv, timeout, *undo) in enumerate(pre, start=1):
                 lines += [f"PRE_SHUTDOWN_{index}={' '.join(argv)}"]
                 lines.append(f"PRE_SHUTDOWN_{index}_TIMEOUT={timeout}")
+                if undo:
+                    lines.append(f"PRE_SHUTDOWN_{index}_UNDO={' '.join(undo[0])}")
         self.config_path.write_text("\n".join(lines) + "\n")
         self.config_path.chmod(mode)
 
@@ -321,8 +371,17 @@ class Harness:
         info = self.client.publish(self.base + "/cmd", payload, qos=1)
         info.wait_for_publish(5)
 
+    def publish_lease(self, lease: dict[str, Any] | bytes, retain: bool = True) -> None:
+        payload = json.dumps(lease).encode() if isinstance(lease, dict) else lease
+        info = self.client.publish(self.base + "/power", payload, qos=1, retain=retain)
+        info.wait_for_publish(5)
+
+    def clear_lease(self) -> None:
+        self.publish_lease(b"", retain=True)
+
     def close(self) -> None:
         try:
+            self.clear_lease()
             self.agent.stop()
         finally:
             self.client.disconnect()

@@ -137,6 +137,8 @@ def _run_vector_case(h: Harness, case: dict[str, Any], n: int) -> list[str]:
         moved = dict(msg)
         if isinstance(msg.get("id"), str):
             moved["id"] = new_id(msg["id"])
+        if isinstance(msg.get("ref"), str):
+            moved["ref"] = new_id(msg["ref"])
         if "issued_at" in msg:
             moved["issued_at"] = msg["issued_at"] + delta
         if case["valid"] is True:
@@ -150,9 +152,16 @@ def _run_vector_case(h: Harness, case: dict[str, Any], n: int) -> list[str]:
     pending = case["pending_shutdown"]
     if pending:
         at = pending["execute_at"] + delta
-        prime = command(
-            "shutdown", delay_sec=60, issued_at=at - 60, cid=new_id(pending["id"]), secret=secret
-        )
+        if at <= time.time():  # already executed: a shutdown due at once
+            prime = command("shutdown", delay_sec=0, cid=new_id(pending["id"]), secret=secret)
+        else:
+            prime = command(
+                "shutdown",
+                delay_sec=60,
+                issued_at=at - 60,
+                cid=new_id(pending["id"]),
+                secret=secret,
+            )
         h.send(prime)
         h.collector.wait_ack(prime["id"], "executing" if at <= time.time() else "scheduled")
     for seen in case["seen_ids"]:
@@ -197,8 +206,17 @@ def _run_vector_case(h: Harness, case: dict[str, Any], n: int) -> list[str]:
             problems.append(f"{name}: detail {ack['detail']!r} !~ {exp['detail_prefix']}")
         if "execute_at" in exp:
             slack = 0 if "issued_at" in (msg or {}) else 2  # legacy: receipt time
-            if abs(ack["execute_at"] - (exp["execute_at"] + delta)) > slack:
-                problems.append(f"{name}: execute_at {ack['execute_at']} vs {exp}")
+            if abs(ack.get("execute_at", -99) - (exp["execute_at"] + delta)) > slack:
+                problems.append(f"{name}: execute_at {ack.get('execute_at')} vs {exp}")
+        if "execute_in" in exp and abs(ack.get("execute_in", -99) - exp["execute_in"]) > 1:
+            problems.append(f"{name}: execute_in {ack.get('execute_in')} vs {exp}")
+        if "job" in exp and ack.get("job") != exp["job"]:
+            problems.append(f"{name}: job {ack.get('job')} != {exp['job']}")
+    if not case["expected"]["acks"]:  # dropped: a ping behind it gets the only answer
+        ping = command("ping", secret=secret)
+        h.send(ping)
+        h.collector.wait_ack(ping["id"], "pong", timeout=2)
+        wanted = [(ping["id"], "pong")]
     got = [(a["id"], a["status"]) for a in h.collector.acks()[start:]]
     if got[: len(wanted)] != wanted:
         problems.append(f"{name}: acks {got} != {wanted}")
@@ -338,10 +356,16 @@ def test_abort_with_nothing_pending(harness: Harness) -> None:
     assert rejected["detail"] == "nothing_pending"
 
 
+@pytest.mark.parametrize("mode", ["commit", "early"])
 def test_pre_shutdown_failures_reported_and_shutdown_argv_run(
-    harness: Harness, tmp_path: Path
+    harness: Harness, tmp_path: Path, mode: str
 ) -> None:
-    """Not dry-run: the 'shutdown command' is a harmless touch of a marker."""
+    """Not dry-run: the 'shutdown command' is a harmless touch of a marker.
+
+    By default the pre-shutdown commands run at the commit point, so their
+    failures are in the `executing` ack; in early mode they run at receipt and
+    are reported in `scheduled` too.
+    """
     marker = tmp_path / "shutdown-ran"
     literal = tmp_path / "literal"
     harness.start_agent(
@@ -353,34 +377,39 @@ def test_pre_shutdown_failures_reported_and_shutdown_argv_run(
             ("hangs", ["/bin/sleep", "30"], 1),
             ("missing", ["/nonexistent/tool"], 5),
         ],
+        extra={"pre_shutdown_mode": mode, "kill_grace_sec": 1},
     )
     cmd = command("shutdown", delay_sec=0)
     harness.send(cmd)
     scheduled = harness.collector.wait_ack(cmd["id"], "scheduled", timeout=15)
-    executing = harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
-    for ack in (scheduled, executing):
+    executing = harness.collector.wait_ack(cmd["id"], "executing", timeout=15)
+    for ack in (scheduled, executing) if mode == "early" else (executing,):
         detail = ack["detail"]
         assert "exit 1" in detail, detail
         assert "timeout" in detail, detail
         assert detail.startswith("pre-shutdown failed: "), detail
         assert len(detail.split(": ", 1)[1].split(", ")) == 3, detail  # not "ok"
+    if mode == "commit":
+        assert scheduled["detail"] == ""
     harness.collector.wait(marker.exists, 5, "shutdown command ran")
     assert literal.exists()
     assert_all_signed(harness)
 
 
 def test_abort_stops_running_pre_shutdown_command(harness: Harness, tmp_path: Path) -> None:
+    """Early mode: an abort stops the pre-shutdown command under way and the rest."""
     marker = tmp_path / "shutdown-ran"
     harness.start_agent(
         dry_run=False,
         shutdown_argv=["/usr/bin/touch", str(marker)],
         pre=[("slow", ["/bin/sleep", "30"], 60), ("after", ["/usr/bin/touch", str(marker)], 5)],
+        extra={"pre_shutdown_mode": "early", "kill_grace_sec": 1},
     )
     cmd = command("shutdown", delay_sec=20)
     harness.send(cmd)
     harness.collector.wait_ack(cmd["id"], "received")
     time.sleep(0.5)
-    abort = command("abort")
+    abort = command("abort", ref=cmd["id"])
     started = time.monotonic()
     harness.send(abort)
     aborted = harness.collector.wait_ack(abort["id"], "aborted", timeout=5)

@@ -1,4 +1,4 @@
-"""Regenerate tests/fixtures/protocol/vectors.json (command protocol v1 test vectors).
+"""Regenerate tests/fixtures/protocol/vectors.json (protocol 2 test vectors).
 
     .venv/bin/python -m tests.policy.make_vectors
 
@@ -13,6 +13,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+from custom_components.ecoflow_power.policy.lease import build_lease
 from custom_components.ecoflow_power.policy.protocol import (
     canonical_json,
     sign_message,
@@ -79,6 +80,7 @@ def command_vector(
         "secret": agent_secret,
         "now": now,
         "clock_skew_sec": SKEW,
+        "allow_unauthenticated": agent_secret is None,
         "seen_ids": list(seen_ids),
         "pending_shutdown": pending_shutdown,
         "message": message,
@@ -90,14 +92,13 @@ def command_vector(
     }
 
 
-def accepted_shutdown(execute_at: int) -> dict[str, Any]:
+def accepted_shutdown(execute_at: int, execute_in: int | None = None) -> dict[str, Any]:
+    scheduled: dict[str, Any] = {"status": "scheduled", "execute_at": execute_at}
+    if execute_in is not None:
+        scheduled["execute_in"] = execute_in
     return {
         "accepted": True,
-        "acks": [
-            {"status": "received"},
-            {"status": "scheduled", "execute_at": execute_at},
-            {"status": "executing"},
-        ],
+        "acks": [{"status": "received"}, scheduled, {"status": "executing"}],
     }
 
 
@@ -129,17 +130,23 @@ def command_vectors() -> list[dict[str, Any]]:
             reason="grid restored before commit point 1767225660",
         )
     )
+    other_ref = "7d0e4c2b-1a9f-4e3d-8b2c-5f6a7b8c9d0e"
+    abort_ref = signed({**{k: v for k, v in abort.items() if k != "sig"}, "ref": SHUTDOWN_ID})
+    abort_other = signed({**{k: v for k, v in abort.items() if k != "sig"}, "ref": other_ref})
+    big_ping = command(id=ping_id, action="ping", delay_sec=0, reason="x" * 9000)
     return [
         command_vector(
             "valid_shutdown",
             "The pinned vector: a signed shutdown inside its ttl; commit point issued_at+delay.",
             agent_secret=SECRET,
             message=signed(PINNED_COMMAND),
-            expected=accepted_shutdown(ISSUED + 60),
+            expected=accepted_shutdown(ISSUED + 60, execute_in=60),
         ),
         command_vector(
             "valid_shutdown_late_delivery",
-            "Delivered after its commit point but inside ttl+skew: executes without waiting.",
+            "Delivered after its commit point but inside ttl+skew (queued while the agent was "
+            "away): executes after the agent's late-delivery grace (a few seconds, for an "
+            "abort queued behind it).",
             agent_secret=SECRET,
             message=signed(PINNED_COMMAND),
             now=ISSUED + 200,
@@ -238,11 +245,102 @@ def command_vectors() -> list[dict[str, Any]]:
         ),
         command_vector(
             "replayed_id",
-            "The same valid message again (the id is on disk from the first delivery).",
+            "The same valid message again (the id is on disk from the first delivery); the "
+            "agent holds no job for it: `job` none tells the integration to re-issue.",
             agent_secret=SECRET,
             message=signed(PINNED_COMMAND),
             seen_ids=(SHUTDOWN_ID,),
-            expected=rejected("duplicate", status="duplicate"),
+            expected={
+                "accepted": False,
+                "acks": [
+                    {
+                        "status": "duplicate",
+                        "id": SHUTDOWN_ID,
+                        "detail_prefix": "duplicate",
+                        "job": "none",
+                    }
+                ],
+            },
+        ),
+        command_vector(
+            "replayed_id_while_pending",
+            "A resend of the shutdown that is counting down: duplicate, `job` pending, with "
+            "its commit point.",
+            agent_secret=SECRET,
+            message=signed(PINNED_COMMAND),
+            now=ISSUED + 21,
+            seen_ids=(SHUTDOWN_ID,),
+            pending_shutdown=pending,
+            expected={
+                "accepted": False,
+                "acks": [
+                    {
+                        "status": "duplicate",
+                        "id": SHUTDOWN_ID,
+                        "detail_prefix": "duplicate",
+                        "job": "pending",
+                        "execute_at": ISSUED + 60,
+                    }
+                ],
+            },
+        ),
+        command_vector(
+            "abort_ref_cancels_pending",
+            "Protocol 2: an abort naming the pending shutdown in `ref` cancels it.",
+            agent_secret=SECRET,
+            message=abort_ref,
+            now=ISSUED + 21,
+            seen_ids=(SHUTDOWN_ID,),
+            pending_shutdown=pending,
+            expected={
+                "accepted": True,
+                "acks": [{"status": "aborted", "id": abort_id, "ref": SHUTDOWN_ID}],
+            },
+        ),
+        command_vector(
+            "abort_other_ref_cancels_nothing",
+            "Protocol 2: an abort naming another shutdown leaves the pending one alone.",
+            agent_secret=SECRET,
+            message=abort_other,
+            now=ISSUED + 21,
+            seen_ids=(SHUTDOWN_ID,),
+            pending_shutdown=pending,
+            expected={
+                "accepted": True,
+                "acks": [
+                    {
+                        "status": "rejected",
+                        "id": abort_id,
+                        "ref": other_ref,
+                        "detail_prefix": "nothing_pending",
+                    }
+                ],
+            },
+        ),
+        command_vector(
+            "agent_clock_ahead_countdown_relative",
+            "The agent's clock is 30 s ahead (within the allowance): the countdown still runs "
+            "the full delay_sec from receipt (execute_in 60), it is not cut to 30 s.",
+            agent_secret=SECRET,
+            message=signed(PINNED_COMMAND),
+            now=ISSUED + 30,
+            expected=accepted_shutdown(ISSUED + 60, execute_in=60),
+        ),
+        command_vector(
+            "agent_clock_behind_countdown_relative",
+            "The agent's clock is 30 s behind: the countdown runs delay_sec from receipt "
+            "(execute_in 60), not 90 s.",
+            agent_secret=SECRET,
+            message=signed(PINNED_COMMAND),
+            now=ISSUED - 30,
+            expected=accepted_shutdown(ISSUED + 60, execute_in=60),
+        ),
+        command_vector(
+            "oversized_payload_dropped",
+            "A payload above 8 KiB is dropped before parsing: no ack at all.",
+            agent_secret=SECRET,
+            message=signed(big_ping),
+            expected={"accepted": False, "acks": []},
         ),
         command_vector(
             "bad_signature",
@@ -270,7 +368,7 @@ def command_vectors() -> list[dict[str, Any]]:
             "A v1 command without sig, to an agent with no secret (unauthenticated mode).",
             agent_secret=None,
             message=dict(PINNED_COMMAND),
-            expected=accepted_shutdown(ISSUED + 60),
+            expected=accepted_shutdown(ISSUED + 60, execute_in=60),
         ),
         command_vector(
             "unsupported_version",
@@ -314,7 +412,12 @@ def command_vectors() -> list[dict[str, Any]]:
                 "accepted": True,
                 "acks": [
                     {"status": "received", "id": legacy["id"]},
-                    {"status": "scheduled", "id": legacy["id"], "execute_at": ISSUED + 70},
+                    {
+                        "status": "scheduled",
+                        "id": legacy["id"],
+                        "execute_at": ISSUED + 70,
+                        "execute_in": 60,
+                    },
                     {"status": "executing", "id": legacy["id"]},
                 ],
             },
@@ -390,6 +493,31 @@ def ack_vectors() -> list[dict[str, Any]]:
             ),
             True,
         ),
+        vector(
+            "duplicate_job_pending",
+            signed(
+                {
+                    **PINNED_ACK,
+                    "status": "duplicate",
+                    "detail": "duplicate: id seen before",
+                    "job": "pending",
+                    "execute_at": ISSUED + 60,
+                }
+            ),
+            True,
+        ),
+        vector(
+            "scheduled_execute_in",
+            signed(
+                {
+                    **PINNED_ACK,
+                    "status": "scheduled",
+                    "execute_at": ISSUED + 60,
+                    "execute_in": 59,
+                }
+            ),
+            True,
+        ),
         vector("bad_signature", signed(PINNED_ACK, OTHER_SECRET), False),
         vector("tampered_status", {**signed(PINNED_ACK), "status": "aborted"}, False),
         vector("unsigned", dict(PINNED_ACK), False),
@@ -413,6 +541,19 @@ def status_vectors() -> list[dict[str, Any]]:
         ("online", signed(online), True),
         ("offline_will", signed({**online, "state": "offline"}), True),
         ("dry_run_windows", signed({**online, "platform": "windows", "dry_run": True}), True),
+        (
+            "protocol2_pending_job",
+            signed(
+                {
+                    **online,
+                    "protocol": 2,
+                    "job": "pending",
+                    "job_id": SHUTDOWN_ID,
+                    "lease_deadline": ISSUED + 120,
+                }
+            ),
+            True,
+        ),
         ("bad_signature", signed(online, OTHER_SECRET), False),
     ):
         result.append(
@@ -430,12 +571,134 @@ def status_vectors() -> list[dict[str, Any]]:
     return result
 
 
+def lease_vectors() -> list[dict[str, Any]]:
+    """What an agent with empty state does with one lease (at start or live)."""
+
+    def make(**changes: Any) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "agent_id": "nas",
+            "agent_secret": SECRET,
+            "device": "R651ZAB5XXXX0001",
+            "grid": "on_battery",
+            "soc_min": 19.5,
+            "shutdown_by": ISSUED + 120,
+            "fsd": False,
+            "issued_at": ISSUED,
+            "expires_at": ISSUED + 210,
+        }
+        fields.update(changes)
+        return build_lease(**fields)
+
+    def vector(
+        name: str,
+        description: str,
+        message: dict[str, Any],
+        expected: dict[str, Any],
+        *,
+        now: int = ISSUED,
+        secret: str | None = SECRET,
+        payload: str | None = None,
+    ) -> dict[str, Any]:
+        return {
+            "name": name,
+            "description": description,
+            "secret": secret,
+            "agent_id": "nas",
+            "now": now,
+            "clock_skew_sec": SKEW,
+            "message": message,
+            "payload": payload if payload is not None else json.dumps(message),
+            "canonical": canonical_json(message),
+            "sig": message.get("sig"),
+            "valid": verify_message(message, secret) if secret else None,
+            "expected": expected,
+        }
+
+    fsd = make(fsd=True, shutdown_by=ISSUED, expires_at=ISSUED + 90)
+    return [
+        vector(
+            "on_battery_countdown",
+            "On battery, shutdown_by 120 s after issue: the agent shuts down on its own in "
+            "120 s unless a newer lease arrives.",
+            make(),
+            {"valid": True, "action": "countdown", "shutdown_in": 120},
+        ),
+        vector(
+            "on_battery_agent_clock_ahead",
+            "The agent's clock is 30 s ahead (within the allowance): still 120 s.",
+            make(),
+            {"valid": True, "action": "countdown", "shutdown_in": 120},
+            now=ISSUED + 30,
+        ),
+        vector(
+            "retained_lease_read_late",
+            "Read 100 s after issue (retained, Home Assistant gone): the 40 s beyond the "
+            "allowance are deducted, 80 s remain.",
+            make(),
+            {"valid": True, "action": "countdown", "shutdown_in": 80},
+            now=ISSUED + 100,
+        ),
+        vector(
+            "fsd_live",
+            "fsd set and the lease not expired: shut down now (at start too).",
+            fsd,
+            {"valid": True, "action": "shutdown_now"},
+            now=ISSUED + 5,
+        ),
+        vector(
+            "fsd_expired_no_boot_loop",
+            "fsd set but past expires_at + allowance (a host booting after the power came "
+            "back, Home Assistant still down): never acted on.",
+            fsd,
+            {"valid": True, "action": "ignore", "reason": "expired"},
+            now=ISSUED + 90 + SKEW + 1,
+        ),
+        vector(
+            "grid_present_cancels",
+            "Grid present: a self-decided shutdown before its commit point is cancelled.",
+            make(grid="present", shutdown_by=None, soc_min=None, expires_at=ISSUED + 90),
+            {"valid": True, "action": "cancel"},
+        ),
+        vector(
+            "unknown_without_deadline",
+            "Grid unknown and no shutdown_by: no countdown (a running one is cancelled).",
+            make(grid="unknown", shutdown_by=None, expires_at=ISSUED + 90),
+            {"valid": True, "action": "cancel"},
+        ),
+        vector(
+            "bad_signature",
+            "Signed with another secret: ignored.",
+            make(agent_secret=OTHER_SECRET),
+            {"valid": False, "action": "ignore", "reason": "bad_signature"},
+        ),
+        vector(
+            "other_agent",
+            "A lease for another agent (same secret by mistake): ignored.",
+            make(agent_id="pc-study"),
+            {"valid": True, "action": "ignore", "reason": "agent"},
+        ),
+        vector(
+            "issued_in_future",
+            "issued_at beyond the allowance ahead of the agent's clock: ignored.",
+            make(),
+            {"valid": True, "action": "ignore", "reason": "future"},
+            now=ISSUED - SKEW - 1,
+        ),
+        vector(
+            "unsigned_with_secret",
+            "No sig, to an agent holding a secret: ignored.",
+            {k: v for k, v in make().items() if k != "sig"},
+            {"valid": False, "action": "ignore", "reason": "unsigned"},
+        ),
+    ]
+
+
 def build() -> dict[str, Any]:
     return {
-        "protocol": 1,
+        "protocol": 2,
         "description": (
-            "Command protocol v1 test vectors; format in docs/protocol.md. Regenerate with "
-            "python -m tests.policy.make_vectors."
+            "Protocol 2 test vectors (v1 commands plus the power lease); format in "
+            "docs/protocol.md. Regenerate with python -m tests.policy.make_vectors."
         ),
         "pinned": {
             "secret": SECRET,
@@ -449,6 +712,7 @@ def build() -> dict[str, Any]:
         "commands": command_vectors(),
         "acks": ack_vectors(),
         "statuses": status_vectors(),
+        "leases": lease_vectors(),
     }
 
 

@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from custom_components.ecoflow_power.policy.lease import parse_lease
 from custom_components.ecoflow_power.policy.protocol import (
     canonical_json,
     parse_ack,
@@ -15,7 +16,7 @@ from custom_components.ecoflow_power.policy.protocol import (
     verify_message,
 )
 from tests.policy import make_vectors
-from tests.policy.reference_agent import expected_acks
+from tests.policy.reference_agent import expected_acks, lease_outcome
 
 VECTORS: dict[str, Any] = json.loads(make_vectors.VECTORS_PATH.read_text(encoding="utf-8"))
 
@@ -31,6 +32,20 @@ REQUIRED_COMMAND_CASES = {
     "malformed_json",
     "legacy_seed_payload_without_secret",
     "legacy_seed_payload_with_secret",
+    "replayed_id_while_pending",
+    "abort_ref_cancels_pending",
+    "abort_other_ref_cancels_nothing",
+    "agent_clock_ahead_countdown_relative",
+    "agent_clock_behind_countdown_relative",
+    "oversized_payload_dropped",
+}
+REQUIRED_LEASE_CASES = {
+    "on_battery_countdown",
+    "retained_lease_read_late",
+    "fsd_live",
+    "fsd_expired_no_boot_loop",
+    "grid_present_cancels",
+    "bad_signature",
 }
 
 
@@ -76,7 +91,8 @@ def test_command_vector_is_self_consistent(case: dict[str, Any]) -> None:
     else:
         valid = verify_message(message, case["secret"])
         assert case["valid"] is valid
-        rejected_for_sig = case["expected"]["acks"][0].get("detail_prefix") == "bad_signature"
+        acks = case["expected"]["acks"]
+        rejected_for_sig = bool(acks) and acks[0].get("detail_prefix") == "bad_signature"
         assert valid is not rejected_for_sig
 
 
@@ -108,3 +124,29 @@ def test_status_vectors(case: dict[str, Any]) -> None:
     assert canonical_json(case["message"]) == case["canonical"]
     status = parse_status(case["payload"], case["secret"])
     assert (status is not None) == case["expected"]["valid"] == case["valid"]
+
+
+def test_all_required_lease_cases_present() -> None:
+    names = _ids(VECTORS["leases"])
+    assert set(names) >= REQUIRED_LEASE_CASES
+    assert len(names) == len(set(names))
+
+
+@pytest.mark.parametrize("case", VECTORS["leases"], ids=_ids(VECTORS["leases"]))
+def test_lease_vector_outcome_follows_documented_rules(case: dict[str, Any]) -> None:
+    assert canonical_json(case["message"]) == case["canonical"]
+    assert json.loads(case["payload"]) == case["message"]
+    parsed = parse_lease(case["payload"], case["secret"], case["agent_id"])
+    expected = dict(case["expected"])
+    valid = expected.pop("valid")
+    assert case["valid"] is valid
+    outcome = lease_outcome(case)
+    assert outcome == expected
+    # parse_lease checks shape, agent and signature (not the agent's clock)
+    clock_only = outcome.get("reason") in ("future", "expired")
+    assert (parsed is not None) == (outcome["action"] != "ignore" or clock_only)
+
+
+def test_unauthenticated_cases_say_so() -> None:
+    for case in VECTORS["commands"]:
+        assert case["allow_unauthenticated"] is (case["secret"] is None), case["name"]

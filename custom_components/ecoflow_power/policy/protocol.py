@@ -20,7 +20,7 @@ import re
 from typing import Any, Final
 import unicodedata
 
-PROTOCOL_VERSION: Final = 1
+PROTOCOL_VERSION: Final = 1  # the `v` of commands, acks and statuses (unchanged in protocol 2)
 DEFAULT_PREFIX: Final = "power-manager"
 MAX_TEXT_LEN: Final = 200
 # jq stores numbers as doubles: integers above 2**53 would not round-trip.
@@ -47,6 +47,14 @@ class AckStatus(StrEnum):
     PONG = "pong"
 
 
+class JobState(StrEnum):
+    """Protocol 2: what a `duplicate` ack says about the job the id started."""
+
+    PENDING = "pending"  # still counting down to its commit point: nothing to do
+    EXECUTING = "executing"  # committed: the host is going down
+    NONE = "none"  # the agent holds no job for this id (restarted, aborted, done): re-issue
+
+
 class AgentState(StrEnum):
     ONLINE = "online"
     OFFLINE = "offline"
@@ -69,6 +77,11 @@ class Ack:
     detail: str = ""
     ref: str | None = None
     execute_at: int | None = None
+    # protocol 2: on `duplicate`, the state of the job this id started
+    job: JobState | None = None
+    # protocol 2: on `scheduled`, seconds from `at` to the execution on the
+    # agent's own (monotonic) clock; skew-free, unlike execute_at
+    execute_in: int | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -83,6 +96,12 @@ class AgentStatus:
     dry_run: bool
     shutdown_sec: int
     at: int
+    # protocol 2 (absent from v1 agents): highest protocol version the agent speaks
+    protocol: int = 1
+    # protocol 2: the agent's own job, and the deadline its lease gave it
+    job: JobState | None = None
+    job_id: str | None = None
+    lease_deadline: int | None = None
 
 
 # --------------------------------------------------------------------------
@@ -199,6 +218,11 @@ def status_topic(prefix: str, agent_id: str) -> str:
     return _topic(prefix, agent_id, "status")
 
 
+def power_topic(prefix: str, agent_id: str) -> str:
+    """Protocol 2: the agent's power lease; QoS 1, retained (see policy/lease.py)."""
+    return _topic(prefix, agent_id, "power")
+
+
 # --------------------------------------------------------------------------
 # Building and parsing messages
 # --------------------------------------------------------------------------
@@ -220,8 +244,13 @@ def build_command(
     ttl_sec: int,
     issued_at: int,
     command_id: str,
+    ref: str | None = None,
 ) -> dict[str, Any]:
-    """A signed v1 command, ready for json.dumps onto `command_topic`."""
+    """A signed v1 command, ready for json.dumps onto `command_topic`.
+
+    `ref` (protocol 2, aborts only): the id of the shutdown the abort cancels.
+    A protocol-2 agent cancels only that job; a v1 agent ignores the field.
+    """
     if not command_id or not _is_printable_ascii(command_id) or len(command_id) > 128:
         raise ValueError("command_id must be 1..128 printable ASCII characters")
     message: dict[str, Any] = {
@@ -234,6 +263,12 @@ def build_command(
         "reason": sanitize_text(reason),
         "device": sanitize_text(device),
     }
+    if ref is not None:
+        if action != CommandAction.ABORT:
+            raise ValueError("only an abort names a ref")
+        if not ref or not _is_printable_ascii(ref) or len(ref) > 128:
+            raise ValueError("ref must be 1..128 printable ASCII characters")
+        message["ref"] = ref
     message["sig"] = sign_message(message, agent_secret)
     return message
 
@@ -263,8 +298,12 @@ def parse_ack(payload: bytes | str, secret: str) -> Ack | None:
         return None
     if execute_at is not None and not _is_uint(execute_at):
         return None
+    execute_in, job = obj.get("execute_in"), obj.get("job")
+    if execute_in is not None and not _is_uint(execute_in):
+        return None
     try:
         status = AckStatus(obj.get("status"))
+        job_state = None if job is None else JobState(job)
     except ValueError:
         return None
     return Ack(
@@ -275,6 +314,8 @@ def parse_ack(payload: bytes | str, secret: str) -> Ack | None:
         detail=detail,
         ref=ref,
         execute_at=execute_at,
+        job=job_state,
+        execute_in=execute_in,
     )
 
 
@@ -289,9 +330,16 @@ def parse_status(payload: bytes | str, secret: str) -> AgentStatus | None:
     dry_run, shutdown_sec, at = obj.get("dry_run"), obj.get("shutdown_sec"), obj.get("at")
     if not isinstance(dry_run, bool) or not _is_uint(shutdown_sec) or not _is_uint(at):
         return None
+    protocol, job, job_id = obj.get("protocol", 1), obj.get("job"), obj.get("job_id")
+    deadline = obj.get("lease_deadline")
+    if not _is_uint(protocol) or (job_id is not None and not isinstance(job_id, str)):
+        return None
+    if deadline is not None and not _is_uint(deadline):
+        return None
     try:
         state = AgentState(obj.get("state"))
         platform = AgentPlatform(obj.get("platform"))
+        job_state = None if job is None else JobState(job)
     except ValueError:
         return None
     return AgentStatus(
@@ -303,4 +351,8 @@ def parse_status(payload: bytes | str, secret: str) -> AgentStatus | None:
         dry_run=dry_run,
         shutdown_sec=shutdown_sec,
         at=at,
+        protocol=protocol,
+        job=job_state,
+        job_id=job_id,
+        lease_deadline=deadline,
     )
