@@ -12,7 +12,14 @@ import math
 from .audit import AuditKind, DecisionMode
 from .context import EngineContext
 from .effects import Effect, PolicyEvent, PublishCommand
-from .protocol import Ack, AckStatus, CommandAction, build_command, verify_message
+from .protocol import (
+    Ack,
+    AckStatus,
+    CommandAction,
+    build_command,
+    sanitize_text,
+    verify_message,
+)
 from .tracking import TERMINAL_STATUSES, AgentRuntime, SentCommand
 
 
@@ -315,6 +322,78 @@ class Commands:
         effects.append(PublishCommand(rt.agent_id, CommandAction.PING, rt.ping.payload))
         ctx.audit_add(
             effects, now, AuditKind.PING, "ping", agent_id=rt.agent_id, command_id=rt.ping.id
+        )
+
+    # -- manual commands and disarmed decisions ---------------------------------------
+
+    def manual_shutdown(
+        self,
+        rt: AgentRuntime,
+        now: float,
+        *,
+        delay_sec: int | None,
+        reason: str,
+        mode: DecisionMode,
+        effects: list[Effect],
+    ) -> None:
+        ctx = self._ctx
+        notes = []
+        if self.in_cooldown(rt, now):
+            notes.append("cooldown bypassed")
+        if not ctx.armed:
+            notes.append("armed switch bypassed")
+        text = sanitize_text(reason) or "manual shutdown"
+        audit_reason = f"{text} ({', '.join(notes)})" if notes else text
+        binding = ctx.bindings[rt.agent_id]
+        delay = binding.delay(ctx.settings) if delay_sec is None else delay_sec
+        self.send_shutdown(
+            rt,
+            now,
+            reason=text,
+            delay_sec=delay,
+            mode=mode,
+            effects=effects,
+            manual=True,
+            audit_reason=audit_reason,
+        )
+
+    def manual_abort(self, rt: AgentRuntime, now: float, effects: list[Effect]) -> None:
+        target = rt.shutdown if rt.shutdown is not None and rt.shutdown.is_live() else None
+        if target is not None and target.past_commit(now):
+            self._ctx.audit_add(
+                effects,
+                now,
+                AuditKind.ABORT_TOO_LATE,
+                f"manual abort refused: commit point {target.commit_at} passed",
+                agent_id=rt.agent_id,
+                command_id=target.id,
+            )
+            return
+        self.send_abort(rt, target, now, "manual abort", effects, manual=True)
+
+    def record_suppressed(
+        self, rt: AgentRuntime, reason: str, now: float, effects: list[Effect]
+    ) -> None:
+        """Disarmed: the decision is recorded once per episode, nothing is sent."""
+        ctx = self._ctx
+        ctx.audit_add(
+            effects,
+            now,
+            AuditKind.SHUTDOWN,
+            f"{reason} (disarmed: not sent)",
+            agent_id=rt.agent_id,
+            mode=DecisionMode.DISARMED,
+        )
+        effects.append(
+            ctx.event(
+                PolicyEvent.SHUTDOWN_SENT,
+                agent_id=rt.agent_id,
+                command_id=None,
+                reason=reason,
+                mode=str(DecisionMode.DISARMED),
+                published=False,
+                manual=False,
+            )
         )
 
     # -- grid back -------------------------------------------------------------------
