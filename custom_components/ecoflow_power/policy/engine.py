@@ -19,7 +19,6 @@ Where each rule lives:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-import math
 from typing import Any
 import uuid
 
@@ -33,9 +32,10 @@ from .decision import Decision
 from .effects import Effect
 from .persistence import STATE_VERSION, PolicyStateError, check_header, dump, load_into
 from .protocol import Ack
+from .schedule import Schedule
 from .settings import AgentBinding, PolicySettings
 from .status import PolicyState, PolicyStatus
-from .supply import SupplyBoard, combined_due, powered_again
+from .supply import SupplyBoard
 from .telemetry import PolicyTelemetry
 from .tracking import AgentRuntime
 from .views import build_status, station_state
@@ -73,7 +73,7 @@ class PolicyEngine:
         self._decision = Decision(self._ctx)
         self._failsafe = self._decision.failsafe
         self._commands = Commands(self._ctx)
-        self._board: SupplyBoard | None = None
+        self._schedule = Schedule(self._ctx, self._decision, self._commands)
         self._ctx.obs.started_at = clock()
 
     # -- read-only properties --------------------------------------------------
@@ -265,7 +265,7 @@ class PolicyEngine:
 
     def attach_board(self, board: SupplyBoard | None) -> None:
         """Called by SupplyBoard.attach: where to read the other feeding stations."""
-        self._board = board
+        self._schedule.board = board
 
     def condition_due_at(self, agent_id: str, now: float | None = None) -> float | None:
         """When this station's own condition makes the agent's shutdown due (no hold-back)."""
@@ -354,7 +354,7 @@ class PolicyEngine:
     def _settle(self, now: float, effects: list[Effect]) -> None:
         self._decision.check_stale(now, effects)
         if self._decision.check_restore(now, effects):
-            self._commands.release_after_restore()
+            self._commands.release_after_restore(now)
 
     def _evaluate(self, now: float, effects: list[Effect]) -> None:
         ctx = self._ctx
@@ -375,44 +375,8 @@ class PolicyEngine:
         self._commands.resend_due(now, effects)
         check_alerts(ctx, self._failsafe, now, effects)
 
-    def _due(self, rt: AgentRuntime, now: float) -> float | None:
-        """The agent's condition, combined over feeding stations and infrastructure order."""
-        ctx = self._ctx
-        binding = ctx.bindings[rt.agent_id]
-        due = combined_due(binding, self._decision.due_at(rt, now), self._board, now)
-        if binding.infrastructure:
-            return due
-        # Infrastructure agents (HA, the broker) go last: when one is due, every
-        # other agent of the station is due too.
-        for other in ctx.acting().values():
-            if ctx.bindings[other.agent_id].infrastructure:
-                infra = combined_due(
-                    ctx.bindings[other.agent_id],
-                    self._decision.due_at(other, now),
-                    self._board,
-                    now,
-                )
-                if infra is not None:
-                    due = infra if due is None else min(due, infra)
-        return due
-
     def _fire_at(self, rt: AgentRuntime, now: float) -> float | None:
-        """When this agent's next automatic shutdown goes out.
-
-        None if its condition does not hold, or if a shutdown already out holds
-        a new one back until some event (see Commands.blocked_until).
-        """
-        if self._ctx.bindings[rt.agent_id].observe_only:
-            return None
-        due = self._due(rt, now)
-        if due is None:
-            return None
-        blocked = self._commands.blocked_until(rt, now)
-        if blocked is None:
-            return due
-        if blocked == math.inf:
-            return None
-        return max(due, blocked)
+        return self._schedule.fire_at(rt, now)
 
     def _fire(self, rt: AgentRuntime, now: float, effects: list[Effect]) -> None:
         ctx = self._ctx
@@ -430,20 +394,9 @@ class PolicyEngine:
     def _abort_where_powered(
         self, now: float, effects: list[Effect], where: str = "", *, peers_only: bool = False
     ) -> None:
-        """The grid is back (here, or on a feeding station): abort what that makes pointless.
-
-        `peers_only`: only hosts fed by several stations, whose power may come
-        back through another station's grid (checked on every evaluation).
-        """
-        ctx = self._ctx
-        for agent_id, rt in ctx.acting().items():
-            binding = ctx.bindings[agent_id]
-            if peers_only:
-                if not binding.feeds or not powered_again(binding, self._board, self.grid_present):
-                    continue
-            elif not powered_again(binding, self._board, True):
-                continue
-            self._commands.abort_on_restore(rt, now, effects, where)
+        self._schedule.abort_where_powered(
+            now, effects, self.grid_present, where, peers_only=peers_only
+        )
 
     # -- helpers ---------------------------------------------------------------------
 
