@@ -791,6 +791,16 @@ def test_rotated_secret_stops_stale_resends(make: Make, clock) -> None:
         lambda d: {**d, "grid": "sideways"},
         lambda d: {**d, "audit": [{"at": 1}]},
         lambda d: {**d, "armed": "yes"},
+        lambda d: {**d, "agents": {"nas": {"critical_since": "noon"}}},
+        lambda d: {
+            **d,
+            "agents": {"nas": {"shutdown": {**d["agents"]["nas"]["shutdown"], "payload": 7}}},
+        },
+        lambda d: {
+            **d,
+            "agents": {"nas": {"shutdown": {**d["agents"]["nas"]["shutdown"], "issued_at": "x"}}},
+        },
+        lambda d: {**d, "agents": {"nas": "gone"}},
     ],
 )
 def test_an_unreadable_stored_state_raises_policy_state_error(make: Make, clock, mangle) -> None:
