@@ -268,3 +268,14 @@ def test_an_infrastructure_agent_due_makes_every_other_agent_due_first(make: Mak
     feed(h, GridStatus.LOST, 25)  # under HA's 30, above the NAS's 20
     sent = shutdowns(h.at(60))
     assert sorted(s.agent_id for s in sent) == ["ha", "nas"]
+
+
+def test_a_sentinel_saying_present_after_a_blind_shutdown_aborts_it(make: Make) -> None:
+    h = make(stale_after_sec=120, delay_sec=120)
+    feed(h, GridStatus.CONNECTED, 50)  # nothing known about the load: stale timeout
+    h.engine.update_link(cloud_connected=False, station_online=None)
+    assert len(shutdowns(h.at(120))) == 1
+    h.clock.advance(10)
+    effects = h.engine.update_mains(True)  # mains is there after all
+    assert [e.action for e in effects if hasattr(e, "action")] == ["abort"]
+    assert h.engine.state is not PolicyState.BLIND

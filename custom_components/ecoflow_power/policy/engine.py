@@ -74,6 +74,7 @@ class PolicyEngine:
         self._failsafe = self._decision.failsafe
         self._commands = Commands(self._ctx)
         self._schedule = Schedule(self._ctx, self._decision, self._commands)
+        self._blind_before = False  # blind when the current input arrived
         self._ctx.obs.started_at = clock()
 
     # -- read-only properties --------------------------------------------------
@@ -345,6 +346,7 @@ class PolicyEngine:
         """Every input starts here: the clock, then what was already due."""
         now = self._ctx.now(effects)
         self._settle(now, effects)
+        self._blind_before = self._failsafe.blind(now)
         return now
 
     def _end(self, now: float, effects: list[Effect]) -> list[Effect]:
@@ -360,6 +362,10 @@ class PolicyEngine:
         ctx = self._ctx
         self._settle(now, effects)
         self._abort_where_powered(now, effects, " on a feeding station", peers_only=True)
+        if self._blind_before and not self._failsafe.blind(now) and self.grid_present:
+            # The outage was only assumed, and the assumption is withdrawn (mains
+            # sentinel present, station back online): as if the grid came back.
+            self._abort_where_powered(now, effects, " (blind assumption withdrawn)")
         for rt in ctx.acting().values():
             fire_at = self._fire_at(rt, now)
             if fire_at is None:
