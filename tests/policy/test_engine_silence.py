@@ -68,7 +68,7 @@ def test_a_stall_at_40_percent_under_high_load_fires_at_the_estimate(make: Make)
     h.clock.now = fire_at
     sent = shutdowns(h.engine.tick())
     assert len(sent) == 1
-    assert "estimated soc_min" in sent[0].payload["reason"]
+    assert "(soc_min estimated at 20)" in sent[0].payload["reason"]
 
 
 def test_the_estimate_never_fires_before_the_stale_window(make: Make) -> None:
