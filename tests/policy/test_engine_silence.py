@@ -266,10 +266,13 @@ def test_shutdown_by_follows_the_fire_time_then_the_commit_point(make: Make) -> 
 
 def test_an_infrastructure_agent_due_makes_every_other_agent_due_first(make: Make) -> None:
     ha = AgentBinding("ha", "ha-secret-for-tests", soc_threshold=30, infrastructure=True)
-    h = make([nas(), ha], debounce_sec=60)
+    h = make([ha, nas()], debounce_sec=60)
     feed(h, GridStatus.LOST, 25)  # under HA's 30, above the NAS's 20
     sent = shutdowns(h.at(60))
-    assert sorted(s.agent_id for s in sent) == ["ha", "nas"]
+    assert [s.agent_id for s in sent] == ["nas", "ha"]  # the others first
+    views = h.engine.status().agents
+    assert views["nas"].fsd
+    assert views["ha"].fsd
 
 
 def test_a_sentinel_saying_present_after_a_blind_shutdown_aborts_it(make: Make) -> None:
