@@ -23,6 +23,8 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import TYPE_CHECKING
 
+from .settings import AgentBinding
+
 if TYPE_CHECKING:
     from .engine import PolicyEngine
 
@@ -65,3 +67,32 @@ class SupplyBoard:
             if device_id != station
             and any(station in binding.feeds for binding in engine.agents.values())
         ]
+
+
+def combined_due(
+    binding: AgentBinding, own: float | None, board: SupplyBoard | None, now: float
+) -> float | None:
+    """The owner's due time for a multi-fed agent, from every feeding station's."""
+    if not binding.feeds or board is None:
+        return own
+    dues = [own]
+    for station in binding.feeds:
+        # A station not on the board cannot be shown to keep the host up.
+        known = board.known(station)
+        dues.append(board.condition_due_at(station, binding.agent_id, now) if known else own)
+    if binding.feed_rule == FeedRule.ANY:
+        seen = [d for d in dues if d is not None]
+        return min(seen) if seen else None
+    if any(d is None for d in dues):
+        return None
+    return max(d for d in dues if d is not None)
+
+
+def powered_again(binding: AgentBinding, board: SupplyBoard | None, own_present: bool) -> bool:
+    """Does the grid's return (here or on a feeding station) give the host power again?"""
+    if not binding.feeds or board is None:
+        return own_present
+    present = [board.grid_present(station) for station in binding.feeds]
+    if binding.feed_rule == FeedRule.ALL:
+        return own_present or any(present)
+    return own_present and all(present)
