@@ -1,0 +1,117 @@
+"""The NUT clients of a station as a consumer of its real policy engine (fake clock)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
+from custom_components.ecoflow_power.nut.consumer import LocalConsumer
+from custom_components.ecoflow_power.policy.protocol import AckStatus, CommandAction
+
+from .policy_loop import PolicyLoop
+
+T0 = 1_800_000_000.0
+
+
+@dataclass
+class Clock:
+    now: float = T0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def test_outage_countdown_then_commit_point_raises_fsd() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=5)
+    loop.feed(grid=GridStatus.CONNECTED, soc=80)
+    assert loop.status_word() == "OL CHRG"
+    clock.now += 10
+    loop.feed(grid=GridStatus.LOST, soc=60)
+    assert loop.status_word() == "OB DISCHRG"
+    clock.now += 10
+    loop.feed(grid=GridStatus.LOST, soc=29)  # below the NUT clients' own threshold
+    clock.now += 5
+    loop.tick()  # debounce over: the engine fires, the consumer schedules
+    view = loop.engine.status().agents["nut-delta"]
+    assert view.last_command_action is CommandAction.SHUTDOWN
+    assert view.last_ack_status is AckStatus.SCHEDULED
+    assert loop.status_word() == "OB DISCHRG"  # the countdown: clients wait
+    clock.now += 19
+    loop.tick()
+    assert loop.status_word() == "OB DISCHRG"
+    clock.now += 1  # the commit point
+    loop.tick()
+    assert loop.engine.status().agents["nut-delta"].committed
+    assert loop.status_word() == "FSD OB LB DISCHRG"
+    assert loop.published == []  # a local consumer never goes out on MQTT
+
+
+def test_grid_back_during_the_countdown_aborts_and_nobody_sees_fsd() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    assert loop.engine.status().agents["nut-delta"].last_ack_status is AckStatus.SCHEDULED
+    clock.now += 10
+    loop.feed(grid=GridStatus.CONNECTED, soc=25)
+    view = loop.engine.status().agents["nut-delta"]
+    assert view.last_command_action is CommandAction.ABORT
+    assert view.last_ack_status is AckStatus.ABORTED
+    clock.now += 30
+    loop.tick()
+    assert loop.status_word() == "OL CHRG"
+    assert not loop.engine.status().agents["nut-delta"].committed
+
+
+def test_an_abort_after_the_commit_point_is_refused_too_late() -> None:
+    consumer = LocalConsumer("nut-delta")
+    shutdown = {"id": "s1", "action": "shutdown", "issued_at": 100, "delay_sec": 10, "ttl_sec": 300}
+    [scheduled] = consumer.receive(shutdown, 100)
+    assert scheduled.status is AckStatus.SCHEDULED
+    assert scheduled.execute_at == 110
+    assert consumer.due(109) == []
+    [executing] = consumer.due(110)
+    assert executing.status is AckStatus.EXECUTING
+    abort = {"id": "a1", "action": "abort", "issued_at": 111, "delay_sec": 0, "ttl_sec": 5}
+    [refused] = consumer.receive(abort, 111)
+    assert refused.status is AckStatus.REJECTED
+    assert refused.detail.startswith("too_late")
+    assert refused.ref == "s1"
+
+
+def test_resends_pings_stale_commands_and_zero_delay() -> None:
+    consumer = LocalConsumer("nut-delta")
+    ping = {"id": "p1", "action": "ping", "issued_at": 100, "delay_sec": 0, "ttl_sec": 30}
+    assert [a.status for a in consumer.receive(ping, 100)] == [AckStatus.PONG]
+    assert [a.status for a in consumer.receive(ping, 101)] == [AckStatus.DUPLICATE]
+    old = {"id": "s0", "action": "shutdown", "issued_at": 100, "delay_sec": 0, "ttl_sec": 30}
+    assert [a.status for a in consumer.receive(old, 200)] == [AckStatus.EXPIRED]
+    now = {"id": "s1", "action": "shutdown", "issued_at": 200, "delay_sec": 0, "ttl_sec": 30}
+    statuses = [a.status for a in consumer.receive(now, 200)]
+    assert statuses == [AckStatus.SCHEDULED, AckStatus.EXECUTING]
+    nothing = {"id": "a9", "action": "abort", "issued_at": 300, "delay_sec": 0, "ttl_sec": 30}
+    consumer2 = LocalConsumer("nut-x")
+    [ack] = consumer2.receive(nothing, 300)
+    assert (ack.status, ack.detail) == (AckStatus.REJECTED, "nothing_pending")
+
+
+def test_a_restart_during_the_countdown_still_reaches_the_commit_point() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    restored = loop.engine.from_dict(
+        loop.engine.to_dict(),
+        loop.engine.settings,
+        list(loop.engine.agents.values()),
+        clock=clock,
+    )
+    fresh = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    fresh.engine = restored
+    fresh.state = loop.state
+    fresh.backend.adopt()  # what the glue does at start
+    clock.now += 20
+    fresh.tick()
+    assert fresh.engine.status().agents["nut-delta"].committed
+    assert fresh.status_word() == "FSD OB LB DISCHRG"
