@@ -737,3 +737,26 @@ def test_rotated_secret_stops_stale_resends(make: Make, clock) -> None:
     assert shutdowns(restored.tick()) == []  # the old signature would be refused
     h.engine.reconfigure(PolicySettings(debounce_sec=0), rotated)
     assert shutdowns(h.at(15)) == []
+
+
+@pytest.mark.parametrize(
+    "mangle",
+    [
+        lambda d: "not a mapping",
+        lambda d: {**d, "device_id": None},
+        lambda d: {**d, "agents": {"nas": {"shutdown": {"id": "x"}}}},
+        lambda d: {**d, "agents": ["nas"]},
+        lambda d: {**d, "fresh_at": "yesterday"},
+        lambda d: {**d, "grid": "sideways"},
+        lambda d: {**d, "audit": [{"at": 1}]},
+        lambda d: {**d, "armed": "yes"},
+    ],
+)
+def test_an_unreadable_stored_state_raises_policy_state_error(make: Make, clock, mangle) -> None:
+    from custom_components.ecoflow_power.policy import PolicyStateError
+
+    h = make(debounce_sec=0)
+    h.lost(soc=10)
+    with pytest.raises(PolicyStateError):
+        PolicyEngine.from_dict(mangle(h.engine.to_dict()), PolicySettings(), [nas()], clock)
+    assert issubclass(PolicyStateError, ValueError)

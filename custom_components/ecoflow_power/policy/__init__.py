@@ -12,6 +12,7 @@ from .effects import (
     RepairChange,
 )
 from .engine import PolicyEngine
+from .persistence import PolicyStateError
 from .protocol import (
     DEFAULT_PREFIX,
     PROTOCOL_VERSION,
@@ -58,6 +59,7 @@ __all__ = [
     "PolicyEvent",
     "PolicySettings",
     "PolicyState",
+    "PolicyStateError",
     "PolicyStatus",
     "PolicyTelemetry",
     "PublishCommand",

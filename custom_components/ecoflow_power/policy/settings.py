@@ -20,9 +20,12 @@ class PolicySettings:
     stale_after_sec: int = 120  # silence after which telemetry counts as lost
     delay_sec: int = 60  # agent waits this long before its commit point
     ttl_sec: int = 300  # command validity; resends stop at issued_at + ttl_sec
-    cooldown_sec: int = 600  # minimum gap between two shutdowns to one agent
+    cooldown_sec: int = 600  # retry interval within one outage; 0 = retry only on agent return
     resend_interval_sec: int = 15  # unacknowledged commands are re-sent this often
     dry_run: bool = False  # decide and record, publish nothing
+    restore_confirm_sec: int = 60  # grid present continuously this long before a timer is cleared
+    blind_mode: bool = True  # grid last seen present + silence + station offline = outage
+    estimate_margin_sec: int = 120  # fire this much before the estimate reaches the threshold
 
     def __post_init__(self) -> None:
         if not 0 <= self.soc_threshold <= 100:
@@ -31,11 +34,14 @@ class PolicySettings:
             raise ValueError("runtime_threshold_min must be >= 0 or None")
         if self.hysteresis_pct < 0:
             raise ValueError("hysteresis_pct must be >= 0")
-        for name in ("debounce_sec", "delay_sec"):
+        for name in (
+            "debounce_sec",
+            "delay_sec",
+            "restore_confirm_sec",
+            "estimate_margin_sec",
+        ):
             if getattr(self, name) < 0:
                 raise ValueError(f"{name} must be >= 0")
-        # cooldown_sec > 0: it is also what stops a condition that keeps
-        # holding after a shutdown from firing again on every tick.
         for name in ("stale_after_sec", "ttl_sec", "cooldown_sec", "resend_interval_sec"):
             if getattr(self, name) <= 0:
                 raise ValueError(f"{name} must be > 0")
@@ -62,6 +68,8 @@ class AgentBinding:
     secret: str
     soc_threshold: float | None = None
     delay_sec: int | None = None
+    infrastructure: bool = False  # runs HA / the broker: shuts down last, others get fsd first
+    local: bool = False  # delivered by the HA glue itself (NUT clients), never on MQTT
 
     def __post_init__(self) -> None:
         if not is_valid_agent_id(self.agent_id):

@@ -134,6 +134,8 @@ class AgentRuntime:
     last_ack_status: AckStatus | None = None
     last_ack_at: float | None = None
     last_ack_detail: str = ""
+    online: bool | None = None  # the agent's own status, as the glue reported it
+    online_at: float | None = None
 
     def tracked(self) -> list[SentCommand]:
         return [cmd for cmd in (self.shutdown, self.abort, self.ping) if cmd is not None]

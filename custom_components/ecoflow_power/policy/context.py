@@ -1,0 +1,64 @@
+"""The state every part of the engine shares, and the two ways it reports (audit, events)."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from .audit import DEFAULT_AUDIT_SIZE, AuditKind, AuditRecord, AuditTrail, DecisionMode
+from .effects import Effect, EmitEvent, PolicyEvent
+from .observations import Observations
+from .settings import AgentBinding, PolicySettings
+from .tracking import AgentRuntime
+
+
+@dataclass(slots=True)
+class EngineContext:
+    device_id: str
+    settings: PolicySettings
+    clock: Callable[[], float]
+    id_factory: Callable[[], str]
+    armed: bool = True
+    bindings: dict[str, AgentBinding] = field(default_factory=dict)
+    runtime: dict[str, AgentRuntime] = field(default_factory=dict)
+    obs: Observations = field(default_factory=Observations)
+    audit: AuditTrail = field(default_factory=lambda: AuditTrail(DEFAULT_AUDIT_SIZE))
+
+    def threshold(self, agent_id: str) -> float:
+        return self.bindings[agent_id].threshold(self.settings)
+
+    def default_mode(self) -> DecisionMode:
+        return DecisionMode.DRY_RUN if self.settings.dry_run else DecisionMode.LIVE
+
+    def event(self, event_type: PolicyEvent, **data: Any) -> EmitEvent:
+        return EmitEvent(event_type, {"device_id": self.device_id, **data})
+
+    def audit_add(
+        self,
+        effects: list[Effect],
+        now: float,
+        kind: AuditKind,
+        reason: str,
+        *,
+        agent_id: str | None = None,
+        command_id: str | None = None,
+        mode: DecisionMode | None = None,
+    ) -> None:
+        binding = self.bindings.get(agent_id) if agent_id is not None else None
+        obs = self.obs
+        record = AuditRecord(
+            at=now,
+            device_id=self.device_id,
+            kind=kind,
+            reason=reason,
+            agent_id=agent_id,
+            grid=None if obs.grid is None else str(obs.grid),
+            soc_min=obs.soc_min,
+            threshold=None if binding is None else binding.threshold(self.settings),
+            remaining_min=obs.remaining,
+            command_id=command_id,
+            mode=mode,
+        )
+        self.audit.append(record)
+        effects.append(record)

@@ -1,0 +1,72 @@
+"""What the engine knows about its station: the last readings and their age.
+
+One mutable record, shared by the decision (which updates it) and the views
+(which read it). Persisted with the engine state.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
+
+
+@dataclass(slots=True)
+class Observations:
+    grid: GridStatus | None = None  # last known CONNECTED/LOST
+    soc_min: float | None = None
+    remaining: int | None = None  # remaining_discharge_min as reported
+    discharge_w: float | None = None
+    capacity_wh: float | None = None
+    cutoff_pct: float | None = None
+    last_at: float | None = None  # newest telemetry `at` seen (ordering)
+    fresh_at: float | None = None  # newest usable evidence (staleness)
+    stale: bool = False
+    # The sentinel (update_mains): None = unknown / not configured.
+    mains: bool | None = None
+    mains_at: float | None = None
+    # The link to the station (update_link).
+    cloud_connected: bool = True
+    station_online: bool | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "grid": None if self.grid is None else str(self.grid),
+            "soc_min": self.soc_min,
+            "remaining_min": self.remaining,
+            "discharge_w": self.discharge_w,
+            "capacity_wh": self.capacity_wh,
+            "cutoff_pct": self.cutoff_pct,
+            "last_at": self.last_at,
+            "fresh_at": self.fresh_at,
+            "stale": self.stale,
+            "mains": self.mains,
+            "mains_at": self.mains_at,
+        }
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> Observations:
+        grid = data.get("grid")
+        return cls(
+            grid=None if grid is None else GridStatus(grid),
+            soc_min=_number(data.get("soc_min")),
+            remaining=None if data.get("remaining_min") is None else int(data["remaining_min"]),
+            discharge_w=_number(data.get("discharge_w")),
+            capacity_wh=_number(data.get("capacity_wh")),
+            cutoff_pct=_number(data.get("cutoff_pct")),
+            last_at=_number(data.get("last_at")),
+            fresh_at=_number(data.get("fresh_at")),
+            stale=bool(data.get("stale", False)),
+            mains=None if data.get("mains") is None else bool(data["mains"]),
+            mains_at=_number(data.get("mains_at")),
+        )
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
