@@ -119,7 +119,10 @@ def test_an_outage_reads_on_battery_discharging_with_runtime() -> None:
 
 def test_the_countdown_stays_ob_without_lb() -> None:
     countdown = view(
-        last_command_id="c1", last_command_action=CommandAction.SHUTDOWN, commit_at=NOW + 30
+        last_command_id="c1",
+        last_command_action=CommandAction.SHUTDOWN,
+        commit_at=NOW + 30,
+        fsd=True,  # the engine's level for host agents: due or out
     )
     values = variables(ON_BATTERY, status(PolicyState.SHUTDOWN_SENT, GridStatus.LOST, countdown))
     assert values is not None
@@ -134,17 +137,13 @@ def test_the_commit_point_raises_fsd_and_lb() -> None:
 
 
 def test_the_engines_latched_fsd_wins_even_with_the_grid_back() -> None:
-    if "fsd" not in AgentView.__dataclass_fields__:
-        pytest.skip("AgentView.fsd arrives with the engine branch")
-    latched = replace(view(committed=True), fsd=True)  # type: ignore[call-arg]
+    latched = replace(view(committed=True), fsd=True)
     values = variables(ON_GRID, status(PolicyState.COMMITTED, GridStatus.CONNECTED, latched))
     assert values is not None
     assert values["ups.status"].startswith("FSD OB LB")
 
 
-def test_without_the_engines_fsd_a_committed_shutdown_counts_only_off_grid() -> None:
-    if "fsd" in AgentView.__dataclass_fields__:
-        pytest.skip("the engine's AgentView.fsd decides")
+def test_once_the_latch_clears_a_client_booting_on_grid_sees_no_fsd() -> None:
     policy = status(PolicyState.COMMITTED, GridStatus.CONNECTED, view(committed=True))
     values = variables(ON_GRID, policy)
     assert values is not None
@@ -159,9 +158,7 @@ def test_silence_with_nothing_known_is_data_stale() -> None:
 
 def test_silence_during_the_estimate_serves_the_estimate() -> None:
     silent = replace(ON_BATTERY, updated_at=NOW - 600)
-    if "estimate_soc" not in PolicyStatus.__dataclass_fields__:
-        pytest.skip("PolicyStatus.estimate_soc arrives with the engine branch")
-    policy = replace(status(PolicyState.ON_BATTERY, GridStatus.LOST), estimate_soc=41.25)  # type: ignore[call-arg]
+    policy = replace(status(PolicyState.ON_BATTERY, GridStatus.LOST), estimate_soc=41.25)
     values = variables(silent, policy)
     assert values is not None
     assert values["battery.charge"] == "41.2"

@@ -125,13 +125,18 @@ class LocalConsumer:
 
 
 def view_fsd(view: AgentView | None, grid: GridStatus | None) -> bool:
-    """The engine's latched FSD for this consumer (falls back to `committed` while away)."""
-    if view is None:
+    """FSD for the NUT clients: only once their shutdown passed its commit point.
+
+    The engine's `fsd` is raised when a shutdown is due or out (host agents
+    start their own countdown from it); NUT clients have no countdown of their
+    own, so they see FSD from the commit point (`committed`, set by the
+    `executing` ack) and keep seeing it while the grid is away or the engine
+    keeps its latch (the grid back for less than the restore confirmation
+    time). A client that boots once the power is confirmed back sees none.
+    """
+    if view is None or not view.committed:
         return False
-    fsd = getattr(view, "fsd", None)
-    if fsd is not None:
-        return bool(fsd)
-    return view.committed and grid is not GridStatus.CONNECTED
+    return grid is not GridStatus.CONNECTED or view.fsd
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,7 +168,7 @@ def ups_inputs(
     fsd = view_fsd(view, grid)
     fresh_at = None if state is None else (getattr(state, "fresh_at", None) or state.updated_at)
     stale = fresh_at is None or now - fresh_at > stale_after_sec
-    estimate = getattr(status, "estimate_soc", None) if status else None
+    estimate = status.estimate_soc if status else None
     policy_state = status.state if status else None
     countdown = view is not None and (
         view.pending_fire_at is not None or view.commit_at is not None
