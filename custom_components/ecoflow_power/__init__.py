@@ -15,6 +15,7 @@ from .coordinator import EcoflowConfigEntry, EcoflowRuntimeData, EcoflowTelemetr
 from .device_selection import devices_to_manage
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .entity import station_device_info
+from .nut_server import async_setup_nut
 from .policy_coordinator import PolicyCoordinator
 from .services import async_setup_services
 
@@ -61,6 +62,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.runtime_data.policy = policy
     await policy.async_start()
     entry.async_on_unload(policy.async_stop)
+    await async_setup_nut(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

@@ -47,6 +47,7 @@ POLICY_EVENT_TYPES: Final = (
     "shutdown_sent",
     "shutdown_aborted",
     "agent_offline",
+    "nut_client_left",
 )
 ISSUE_MQTT_MISSING: Final = "mqtt_missing"
 ISSUE_TELEMETRY_STALE: Final = "telemetry_stale"

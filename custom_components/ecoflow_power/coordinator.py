@@ -37,6 +37,7 @@ from .ecoflow.tracker import DeviceTracker
 from .issues import clear_repair, raise_repair
 
 if TYPE_CHECKING:
+    from .nut_server import NutServerManager
     from .policy_coordinator import PolicyCoordinator
 
 _LOGGER = logging.getLogger(__name__)
@@ -53,6 +54,7 @@ class EcoflowRuntimeData:
     client: EcoflowApiClient
     telemetry: EcoflowTelemetryCoordinator
     policy: PolicyCoordinator | None = None
+    nut: NutServerManager | None = None
 
 
 type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]

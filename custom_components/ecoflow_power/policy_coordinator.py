@@ -8,6 +8,7 @@ so a restart resumes a pending shutdown, and routes agent acks and status.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 import json
@@ -41,6 +42,7 @@ from .const import (
 from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator, now_ts
 from .ecoflow.state import PowerState
 from .issues import clear_repair, raise_repair
+from .nut_server import nut_bindings
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -93,6 +95,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self._tick_unsub: CALLBACK_TYPE | None = None
         self._tick_at: float | None = None
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
+        # Answers commands to `local` agents (NUT clients) instead of MQTT: True = handled.
+        self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
 
     # --- life cycle -------------------------------------------------------
 
@@ -102,6 +106,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         for sn in self.telemetry.devices:
             settings = policy_settings_for(self.config_entry.options, sn, self.telemetry)
             bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
+            bindings += nut_bindings(self.config_entry.options, sn)
             if sn in engines_data:
                 engine = PolicyEngine.from_dict(
                     engines_data[sn],
@@ -263,6 +268,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
+            if self.local_router is not None and self.local_router(sn, effect):
+                return
             self.hass.async_create_task(self._async_publish(effect), eager_start=True)
         elif isinstance(effect, EmitEvent):
             self._fire_event(sn, effect.event_type.value, effect.data)

@@ -175,6 +175,7 @@ async def test_device_triggers_fire_automations(
         "battery_critical",
         "shutdown_sent",
         "shutdown_aborted",
+        "nut_client_left",
     }
 
     calls = async_mock_service(hass, "test", "grid_lost")
