@@ -93,6 +93,7 @@ def test_a_charging_station_on_grid_reads_as_a_full_ups() -> None:
         "ups.status": "OL CHRG",
         "battery.charge": "88.5",  # the weakest pack, which the policy decides on
         "battery.charge.low": "25",
+        "battery.runtime": str(300 * 60),  # at the present load, as UPSes report it
         "battery.runtime.low": "600",
         "input.voltage": "229.6",
         "ups.realpower": "120",

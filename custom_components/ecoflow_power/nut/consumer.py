@@ -193,7 +193,7 @@ def ups_inputs(
     charging: bool | None = None
     if state is not None:
         charge = state.soc_min if state.soc_min is not None else state.soc
-        if state.remaining_discharge_min is not None and on_battery:
+        if state.remaining_discharge_min is not None:
             runtime = state.remaining_discharge_min * 60
         if state.charge_state is ChargeState.CHARGING:
             charging = True
