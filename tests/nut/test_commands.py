@@ -294,7 +294,7 @@ def test_tracking_switch(client: Client) -> None:
     client.login()
     assert client("SET TRACKING ON") == ["OK"]
     assert client("GET TRACKING") == ["ON"]
-    assert client("GET TRACKING 1bd31808") == ["ERR INVALID-ARGUMENT"]
+    assert client("GET TRACKING 1bd31808") == ["ERR UNKNOWN"]
     assert client("SET TRACKING maybe") == ["ERR INVALID-ARGUMENT"]
     assert client("SET TRACKING OFF") == ["OK"]
 

@@ -228,12 +228,11 @@ class CommandHandler:
         if sub == "TRACKING":
             if len(args) < 2:
                 return ["ON" if session.tracking else "OFF"]
-            # Nothing can be tracked: SET and INSTCMD are never accepted.
-            return (
-                [err(NutError.FEATURE_NOT_CONFIGURED)]
-                if not session.tracking
-                else [err(NutError.INVALID_ARGUMENT)]
-            )
+            if not session.tracking:
+                return [err(NutError.FEATURE_NOT_CONFIGURED)]
+            # Nothing is ever tracked (SET and INSTCMD are refused): upsd's
+            # answer for an id it does not know.
+            return ["ERR UNKNOWN"]
         if len(args) < 2:
             return [err(NutError.INVALID_ARGUMENT)]
         upsname = args[1]

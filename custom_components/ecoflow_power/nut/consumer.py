@@ -178,10 +178,8 @@ def ups_inputs(
         PolicyState.CRITICAL_PENDING,
         PolicyState.SHUTDOWN_SENT,
         PolicyState.COMMITTED,
+        PolicyState.BLIND,  # grid last seen present, then silence with the station offline
     }
-    blind = getattr(PolicyState, "BLIND", None)
-    if blind is not None:
-        outage_states.add(blind)
     on_battery = (
         grid is GridStatus.LOST
         or fsd
