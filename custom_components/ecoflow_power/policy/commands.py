@@ -7,6 +7,8 @@ re-sends it until acknowledged, and applies what the agent answers.
 
 from __future__ import annotations
 
+import math
+
 from .audit import AuditKind, DecisionMode
 from .context import EngineContext
 from .effects import Effect, PolicyEvent, PublishCommand
@@ -22,15 +24,121 @@ class Commands:
 
     # -- may a new automatic shutdown go out? ------------------------------------
 
-    def blocked_until(self, rt: AgentRuntime) -> float | None:
-        """Earliest time a new automatic shutdown may go out (None: not blocked)."""
-        if rt.last_shutdown_at is None:
+    def blocked_until(self, rt: AgentRuntime, now: float) -> float | None:
+        """Earliest time a new automatic shutdown may go out (None: not blocked).
+
+        `math.inf`: held back until an event releases the previous shutdown
+        (the agent comes back online, the grid stays back, new secret).
+
+        Only a shutdown of the current mode that is still the agent's business
+        holds a new one back: one the engine aborted (grid back, disarmed), a
+        dry-run while live, or a released one never does. While it is pending
+        on the agent (before its commit point) nothing new goes out; after
+        that, within one outage, the cooldown spaces retries (0: no timed
+        retries). A manual abort holds like a refusal: the user said no.
+        """
+        s = rt.shutdown
+        if s is None or s.released or s.mode is not self._ctx.default_mode():
             return None
-        return rt.last_shutdown_at + self._ctx.settings.cooldown_sec
+        if s.aborted and not s.abort_manual:
+            return None  # grid back or disarmed: never a reason to wait
+        cooldown = self._ctx.settings.cooldown_sec
+        if cooldown > 0:
+            return max(float(s.commit_at), s.sent_at + cooldown)
+        if s.outcome is None and not s.past_commit(now):
+            return float(s.commit_at)
+        return math.inf
 
     def in_cooldown(self, rt: AgentRuntime, now: float) -> bool:
-        until = self.blocked_until(rt)
+        until = self.blocked_until(rt, now)
         return until is not None and now < until
+
+    def pending(self, rt: AgentRuntime, now: float) -> SentCommand | None:
+        """The agent's live shutdown still before its commit point (abortable), if any."""
+        s = rt.shutdown
+        if s is None or not s.is_live() or s.past_commit(now):
+            return None
+        return s
+
+    def release_after_restore(self) -> None:
+        """The grid stayed back: the outage is over, a new one gets its own shutdown.
+
+        Shutdowns still before their commit point (a manual one) keep holding.
+        """
+        now = self._ctx.clock()
+        for rt in self._ctx.runtime.values():
+            s = rt.shutdown
+            if s is not None and (s.outcome is not None or s.past_commit(now)):
+                s.released = True
+
+    def agent_online(
+        self, rt: AgentRuntime, since: float, now: float, effects: list[Effect]
+    ) -> None:
+        """The agent (re)connected at `since`: a shutdown it never confirmed is re-issued.
+
+        Before the command expires the very same payload goes out again (the
+        agent dedups by id); after it, or once the agent came back after the
+        commit point (the host was restarted), the shutdown no longer holds a
+        new one back, and the decision sends a fresh one if still due.
+        """
+        s = rt.shutdown
+        if s is None or s.released or not s.published:
+            return
+        if since > s.commit_at or (s.outcome is not None and not s.aborted):
+            s.released = True
+            self._ctx.audit_add(
+                effects,
+                now,
+                AuditKind.AGENT_ONLINE,
+                "agent back after its shutdown: a new one goes out if still due",
+                agent_id=rt.agent_id,
+                command_id=s.id,
+            )
+            return
+        if s.acknowledged or not s.is_live() or s.grid_restored:
+            return
+        if now < s.expires_at and not self.resend_blocked(s):
+            s.last_sent_at = now
+            s.closed = False
+            effects.append(PublishCommand(rt.agent_id, s.action, s.payload, resend=True))
+            self._ctx.audit_add(
+                effects,
+                now,
+                AuditKind.RESEND,
+                "agent online without acknowledging the shutdown: re-sent",
+                agent_id=rt.agent_id,
+                command_id=s.id,
+            )
+        elif now >= s.expires_at:
+            s.released = True
+            self._ctx.audit_add(
+                effects,
+                now,
+                AuditKind.AGENT_ONLINE,
+                "agent online, shutdown never acknowledged and expired: re-issued if due",
+                agent_id=rt.agent_id,
+                command_id=s.id,
+            )
+
+    def abort_pending(self, now: float, reason: str, effects: list[Effect]) -> None:
+        """Abort every shutdown still before its commit point (disarm)."""
+        for rt in self._ctx.acting().values():
+            s = rt.shutdown
+            if s is None or not s.is_live() or s.released or s.grid_restored:
+                continue
+            if s.past_commit(now):
+                self._ctx.audit_add(
+                    effects,
+                    now,
+                    AuditKind.ABORT_TOO_LATE,
+                    f"{reason} after commit point {s.commit_at}: cannot be stopped",
+                    agent_id=rt.agent_id,
+                    command_id=s.id,
+                )
+                continue
+            self.send_abort(
+                rt, s, now, f"{reason} before commit point {s.commit_at}", effects, manual=False
+            )
 
     # -- issuing -------------------------------------------------------------------
 
@@ -87,7 +195,10 @@ class Commands:
         audit_reason: str | None = None,
     ) -> SentCommand:
         ctx = self._ctx
-        if rt.shutdown is not None:
+        # A dry-run test while the policy is live must not replace (or free)
+        # the real shutdown in the tracking: it is kept on the side.
+        rehearsal = mode is not ctx.default_mode() and mode is not DecisionMode.LIVE
+        if rt.shutdown is not None and not rehearsal:
             rt.shutdown.closed = True  # superseded: only the newest one is resent
         cmd = self.issue(
             rt,
@@ -99,7 +210,11 @@ class Commands:
             mode=mode,
             manual=manual,
         )
-        rt.shutdown = cmd
+        if rehearsal:
+            # A dry-run test must not hide the live shutdown from its abort.
+            rt.rehearsal = cmd
+        else:
+            rt.shutdown = cmd
         rt.last_shutdown_at = now
         if cmd.published:
             effects.append(PublishCommand(rt.agent_id, CommandAction.SHUTDOWN, cmd.payload))
@@ -163,6 +278,7 @@ class Commands:
         rt.abort = abort
         if target is not None:
             target.abort_id = abort.id
+            target.abort_manual = manual
             target.closed = True
         if abort.published:
             effects.append(PublishCommand(rt.agent_id, CommandAction.ABORT, abort.payload))
@@ -203,37 +319,38 @@ class Commands:
 
     # -- grid back -------------------------------------------------------------------
 
-    def abort_on_restore(self, now: float, effects: list[Effect]) -> None:
-        """Grid present: abort automatic shutdowns still before their commit point."""
+    def abort_on_restore(
+        self, rt: AgentRuntime, now: float, effects: list[Effect], where: str = ""
+    ) -> None:
+        """Grid present: abort the agent's automatic shutdown if still before its commit point."""
         ctx = self._ctx
-        for agent_id, rt in ctx.runtime.items():
-            shutdown = rt.shutdown
-            # Manual shutdowns are the user's explicit wish: only manual_abort
-            # cancels them. Automatic ones are handled once per restoration.
-            if shutdown is None or shutdown.manual or shutdown.grid_restored:
-                continue
-            shutdown.grid_restored = True
-            if not shutdown.is_live():
-                continue
-            if shutdown.past_commit(now):
-                shutdown.closed = True  # a late copy would shut a powered host down
-                ctx.audit_add(
-                    effects,
-                    now,
-                    AuditKind.ABORT_TOO_LATE,
-                    f"grid restored after commit point {shutdown.commit_at}: no abort",
-                    agent_id=agent_id,
-                    command_id=shutdown.id,
-                )
-                continue
-            self.send_abort(
-                rt,
-                shutdown,
-                now,
-                f"grid restored before commit point {shutdown.commit_at}",
+        shutdown = rt.shutdown
+        # Manual shutdowns are the user's explicit wish: only manual_abort
+        # cancels them. Automatic ones are handled once per restoration.
+        if shutdown is None or shutdown.manual or shutdown.grid_restored:
+            return
+        shutdown.grid_restored = True
+        if not shutdown.is_live():
+            return
+        if shutdown.past_commit(now):
+            shutdown.closed = True  # a late copy would shut a powered host down
+            ctx.audit_add(
                 effects,
-                manual=False,
+                now,
+                AuditKind.ABORT_TOO_LATE,
+                f"grid restored{where} after commit point {shutdown.commit_at}: no abort",
+                agent_id=rt.agent_id,
+                command_id=shutdown.id,
             )
+            return
+        self.send_abort(
+            rt,
+            shutdown,
+            now,
+            f"grid restored{where} before commit point {shutdown.commit_at}",
+            effects,
+            manual=False,
+        )
 
     # -- resends ---------------------------------------------------------------------
 
@@ -358,6 +475,9 @@ class Commands:
             for cmd in rt.tracked():
                 if cmd.awaiting_ack() and not verify_message(cmd.payload, secret):
                     cmd.closed = True
+            s = rt.shutdown
+            if s is not None and s.published and not verify_message(s.payload, secret):
+                s.released = True  # the agent would refuse it: a fresh one goes out if due
 
 
 def _abort_pointless(rt: AgentRuntime, abort: SentCommand, now: float) -> bool:

@@ -24,6 +24,15 @@ class EngineContext:
     runtime: dict[str, AgentRuntime] = field(default_factory=dict)
     obs: Observations = field(default_factory=Observations)
     audit: AuditTrail = field(default_factory=lambda: AuditTrail(DEFAULT_AUDIT_SIZE))
+    last_now: float | None = None  # newest clock value seen (to notice a backward step)
+
+    def acting(self) -> dict[str, AgentRuntime]:
+        """Agents this engine sends commands to (observe-only bindings left out)."""
+        return {
+            agent_id: rt
+            for agent_id, rt in self.runtime.items()
+            if not self.bindings[agent_id].observe_only
+        }
 
     def threshold(self, agent_id: str) -> float:
         return self.bindings[agent_id].threshold(self.settings)

@@ -10,7 +10,7 @@ from __future__ import annotations
 from custom_components.ecoflow_power.ecoflow.state import GridStatus
 
 from .audit import AuditKind
-from .condition import Verdict, describe, evaluate
+from .condition import Verdict, describe, evaluate, smooth
 from .context import EngineContext
 from .effects import REPAIR_TELEMETRY_STALE, Effect, PolicyEvent, RepairChange
 from .telemetry import PolicyTelemetry
@@ -86,48 +86,133 @@ class Decision:
             ctx.audit_add(effects, now, AuditKind.TELEMETRY_RESTORED, "telemetry restored")
 
     def _on_grid_connected(self, now: float, effects: list[Effect]) -> None:
-        ctx = self._ctx
+        """Grid present: running timers pause; they are cleared once it stays present."""
+        ctx, obs = self._ctx, self._ctx.obs
+        if obs.present_since is None:
+            obs.present_since = now
+        obs.runtime_smoothed = obs.runtime_smoothed_at = None  # a charge time now
         for agent_id, rt in ctx.runtime.items():
             rt.suppressed = False
-            if rt.critical_since is not None:
-                rt.critical_since = None
-                ctx.audit_add(
-                    effects, now, AuditKind.TIMER_CANCELLED, "grid connected", agent_id=agent_id
-                )
+            if rt.critical_since is None:
+                continue
+            rt.held_sec = rt.timer_elapsed(now)
+            rt.critical_since = None
+            ctx.audit_add(
+                effects,
+                now,
+                AuditKind.TIMER_PAUSED,
+                f"grid connected after {rt.held_sec:g} s critical on battery",
+                agent_id=agent_id,
+            )
 
     def _on_grid_lost(self, telemetry: PolicyTelemetry, now: float, effects: list[Effect]) -> None:
-        ctx = self._ctx
+        ctx, obs = self._ctx, self._ctx.obs
+        obs.present_since = None
+        obs.restored = False
+        runtime = telemetry.remaining_discharge_min
+        if runtime is not None:
+            at = obs.runtime_smoothed_at
+            obs.runtime_smoothed = smooth(
+                obs.runtime_smoothed,
+                runtime,
+                0.0 if at is None else now - at,
+                ctx.settings.runtime_smoothing_sec,
+            )
+            obs.runtime_smoothed_at = now
         for agent_id, rt in ctx.runtime.items():
             threshold = ctx.threshold(agent_id)
-            verdict = evaluate(telemetry, threshold, ctx.settings)
-            if verdict is Verdict.CRITICAL and rt.critical_since is None:
-                rt.critical_since = now
-                rt.critical_reason = describe(telemetry, threshold, ctx.settings)
-                ctx.audit_add(
-                    effects, now, AuditKind.TIMER_STARTED, rt.critical_reason, agent_id=agent_id
-                )
-                effects.append(
-                    ctx.event(
-                        PolicyEvent.BATTERY_CRITICAL,
+            verdict = evaluate(
+                telemetry, threshold, ctx.settings, smoothed_runtime=obs.runtime_smoothed
+            )
+            if verdict is Verdict.CLEAR:
+                if rt.timer_exists:
+                    rt.cancel_timer()
+                    rt.suppressed = False
+                    ctx.audit_add(
+                        effects,
+                        now,
+                        AuditKind.TIMER_CANCELLED,
+                        self._clear_reason(telemetry, threshold),
                         agent_id=agent_id,
-                        reason=rt.critical_reason,
-                        soc_min=telemetry.soc_min,
-                        threshold=threshold,
-                        remaining_min=telemetry.remaining_discharge_min,
-                        fire_at=now + ctx.settings.debounce_sec,
                     )
+                continue
+            if rt.critical_since is not None:
+                continue  # running: keeps running
+            if rt.held_sec is not None:
+                # Lost again before the grid stayed back: the timer goes on
+                # from where it was (a flapping grid still ends in a shutdown).
+                rt.critical_since = now
+                ctx.audit_add(
+                    effects,
+                    now,
+                    AuditKind.TIMER_RESUMED,
+                    f"grid lost again; {rt.held_sec:g} s of {ctx.settings.debounce_sec} s"
+                    " already counted",
+                    agent_id=agent_id,
                 )
-            elif verdict is Verdict.CLEAR and rt.critical_since is not None:
-                rt.critical_since = None
-                rt.suppressed = False
+                continue
+            if verdict is not Verdict.CRITICAL:
+                continue
+            rt.critical_since = now
+            rt.critical_reason = describe(telemetry, threshold, ctx.settings)
+            ctx.audit_add(
+                effects, now, AuditKind.TIMER_STARTED, rt.critical_reason, agent_id=agent_id
+            )
+            effects.append(
+                ctx.event(
+                    PolicyEvent.BATTERY_CRITICAL,
+                    agent_id=agent_id,
+                    reason=rt.critical_reason,
+                    soc_min=telemetry.soc_min,
+                    threshold=threshold,
+                    remaining_min=telemetry.remaining_discharge_min,
+                    fire_at=now + ctx.settings.debounce_sec,
+                )
+            )
+
+    def _clear_reason(self, telemetry: PolicyTelemetry, threshold: float) -> str:
+        settings = self._ctx.settings
+        text = (
+            f"soc_min {telemetry.soc_min:g} > {threshold:g}"
+            f" + hysteresis {settings.hysteresis_pct:g}"
+        )
+        if settings.runtime_threshold_min is not None:
+            text += (
+                f", remaining {telemetry.remaining_discharge_min} min >"
+                f" {settings.runtime_threshold_min} + {settings.runtime_hysteresis_min}"
+            )
+        return text
+
+    def restore_confirm_at(self) -> float | None:
+        """When the grid will have been present long enough to end the outage."""
+        obs = self._ctx.obs
+        if obs.present_since is None or obs.restored:
+            return None
+        return obs.present_since + self._ctx.settings.restore_confirm_sec
+
+    def check_restore(self, now: float, effects: list[Effect]) -> bool:
+        """Grid present for restore_confirm_sec: the outage is over. True if it just ended.
+
+        Timers are cleared, fsd drops, and (engine) earlier shutdowns stop
+        holding a new one back: the next outage starts from scratch.
+        """
+        ctx = self._ctx
+        confirm_at = self.restore_confirm_at()
+        if confirm_at is None or now < confirm_at:
+            return False
+        ctx.obs.restored = True
+        for agent_id, rt in ctx.runtime.items():
+            if rt.timer_exists:
+                rt.cancel_timer()
                 ctx.audit_add(
                     effects,
                     now,
                     AuditKind.TIMER_CANCELLED,
-                    f"soc_min {telemetry.soc_min:g} > {threshold:g}"
-                    f" + hysteresis {ctx.settings.hysteresis_pct:g}",
+                    f"grid connected for {ctx.settings.restore_confirm_sec} s",
                     agent_id=agent_id,
                 )
+            rt.fsd = False
+        return True
 
     # -- time ------------------------------------------------------------------
 
@@ -164,14 +249,21 @@ class Decision:
             )
 
     def deadlines(self) -> list[float]:
+        out: list[float] = []
         stale_at = self.stale_at()
-        return [stale_at] if stale_at is not None and not self._ctx.obs.stale else []
+        if stale_at is not None and not self._ctx.obs.stale:
+            out.append(stale_at)
+        confirm_at = self.restore_confirm_at()
+        if confirm_at is not None:
+            out.append(confirm_at)
+        return out
 
     def due_at(self, rt: AgentRuntime, now: float) -> float | None:
         """When this agent's condition makes a shutdown due; None if it does not hold."""
         due: float | None = None
         if rt.critical_since is not None:
-            due = rt.critical_since + self._ctx.settings.debounce_sec
+            left = self._ctx.settings.debounce_sec - (rt.held_sec or 0.0)
+            due = rt.critical_since + max(0.0, left)
         stale_at = self.stale_at()
         if self._ctx.obs.grid is GridStatus.LOST and stale_at is not None and now >= stale_at:
             # Fail-safe: silence after a loss is critical for every agent; the
@@ -182,8 +274,7 @@ class Decision:
     def reason(self, rt: AgentRuntime, now: float) -> str:
         """Why the agent's shutdown is due, with the values at firing time."""
         ctx, obs = self._ctx, self._ctx.obs
-        since = rt.critical_since
-        if since is not None and now >= since + ctx.settings.debounce_sec:
+        if rt.critical_since is not None and rt.timer_elapsed(now) >= ctx.settings.debounce_sec:
             # Describe the values at firing time: a re-fire after the cooldown
             # must not repeat the battery level of the first one.
             if obs.grid is GridStatus.LOST and obs.fresh_at is not None:

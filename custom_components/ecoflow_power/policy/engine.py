@@ -15,8 +15,11 @@ Where each rule lives:
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
+import math
 from typing import Any
 import uuid
+
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
 
 from .audit import DEFAULT_AUDIT_SIZE, AuditKind, AuditRecord, AuditTrail, DecisionMode
 from .commands import Commands
@@ -27,11 +30,16 @@ from .persistence import STATE_VERSION, PolicyStateError, check_header, dump, lo
 from .protocol import Ack, sanitize_text
 from .settings import AgentBinding, PolicySettings
 from .status import PolicyState, PolicyStatus
+from .supply import FeedRule, SupplyBoard
 from .telemetry import PolicyTelemetry
 from .tracking import AgentRuntime
 from .views import agent_view, station_state
 
 __all__ = ["STATE_VERSION", "PolicyEngine", "PolicyStateError"]
+
+
+# A backward step smaller than this is jitter, not a clock change.
+CLOCK_STEP_TOLERANCE_SEC = 2.0
 
 
 def _uuid4() -> str:
@@ -63,6 +71,7 @@ class PolicyEngine:
         self._set_agents(agents)
         self._decision = Decision(self._ctx)
         self._commands = Commands(self._ctx)
+        self._board: SupplyBoard | None = None
 
     # -- read-only properties --------------------------------------------------
 
@@ -94,57 +103,89 @@ class PolicyEngine:
 
     def update(self, telemetry: PolicyTelemetry) -> list[Effect]:
         """Feed one telemetry reading; returns what to do now."""
-        now = self._ctx.clock()
         effects: list[Effect] = []
+        now = self._now(effects)
+        # What was due before this reading happened first (e.g. the grid had
+        # been back long enough before this new loss).
+        self._settle(now, effects)
         if self._decision.observe(telemetry, now, effects):
-            self._commands.abort_on_restore(now, effects)
+            for agent_id, rt in self._ctx.acting().items():
+                if self._supply_restored(agent_id):
+                    self._commands.abort_on_restore(rt, now, effects)
         effects.extend(self._evaluate(now))
         return effects
 
     def update_mains(self, present: bool | None) -> list[Effect]:
         """The mains sentinel's verdict (None: unknown or not configured)."""
-        now = self._ctx.clock()
+        effects: list[Effect] = []
+        now = self._now(effects)
         self._ctx.obs.mains = present
         self._ctx.obs.mains_at = now
-        return self._evaluate(now)
+        effects.extend(self._evaluate(now))
+        return effects
 
     def update_link(self, *, cloud_connected: bool, station_online: bool | None) -> list[Effect]:
         """Whether Home Assistant reaches the cloud, and the cloud's view of the station."""
-        now = self._ctx.clock()
+        effects: list[Effect] = []
+        now = self._now(effects)
         self._ctx.obs.cloud_connected = cloud_connected
         self._ctx.obs.station_online = station_online
-        return self._evaluate(now)
+        effects.extend(self._evaluate(now))
+        return effects
 
     def tick(self) -> list[Effect]:
         """Run whatever is due (timers, staleness, resends); call at next_deadline()."""
-        return self._evaluate(self._ctx.clock())
+        effects: list[Effect] = []
+        now = self._now(effects)
+        effects.extend(self._evaluate(now))
+        return effects
 
     def handle_ack(self, agent_id: str, ack: Ack) -> list[Effect]:
         """Apply a verified ack (see protocol.parse_ack) received on agent_id's ack topic."""
-        now = self._ctx.clock()
         effects: list[Effect] = []
+        now = self._now(effects)
         self._commands.handle_ack(agent_id, ack, now, effects)
         effects.extend(self._evaluate(now))
         return effects
 
-    def agent_online(self, agent_id: str, online: bool) -> list[Effect]:
-        """The agent's own status (retained `online`/`offline`), as the glue verified it."""
-        now = self._ctx.clock()
+    def agent_online(
+        self, agent_id: str, online: bool, *, since: float | None = None
+    ) -> list[Effect]:
+        """The agent's own verified status (`online`/`offline`); `since` = its connect time.
+
+        Call it for every verified status message. An agent that comes online
+        without having acknowledged its shutdown gets it again; one that comes
+        back after the commit point (host restarted during the outage) gets a
+        fresh shutdown if its condition still holds.
+        """
+        effects: list[Effect] = []
+        now = self._now(effects)
         rt = self._ctx.runtime.get(agent_id)
         if rt is not None:
+            was_online = rt.online
             rt.online = online
             rt.online_at = now
-        return self._evaluate(now)
+            connected_at = now if since is None else min(since, now)
+            if online and (was_online is not True or since is not None):
+                self._commands.agent_online(rt, connected_at, now, effects)
+        effects.extend(self._evaluate(now))
+        return effects
 
     def set_armed(self, armed: bool) -> list[Effect]:
         """Disarmed: decisions are still made and recorded, but no shutdown is published."""
         ctx = self._ctx
-        now = ctx.clock()
         effects: list[Effect] = []
+        now = self._now(effects)
         if armed != ctx.armed:
             ctx.armed = armed
             kind = AuditKind.ARMED if armed else AuditKind.DISARMED
             ctx.audit_add(effects, now, kind, "armed" if armed else "disarmed")
+            if not armed:
+                # What a person reaching for the switch wants: stop what can
+                # still be stopped. Past the commit point nothing can.
+                self._commands.abort_pending(now, "disarmed", effects)
+                for rt in ctx.runtime.values():
+                    rt.fsd = False
             if armed:
                 # Re-arming during an outage must act on a condition that is
                 # already due, not wait for a new episode.
@@ -155,10 +196,13 @@ class PolicyEngine:
 
     def reconfigure(self, settings: PolicySettings, agents: Iterable[AgentBinding]) -> list[Effect]:
         """New options: keeps timers and commands of agents that remain."""
+        effects: list[Effect] = []
+        now = self._now(effects)
         self._ctx.settings = settings
         self._set_agents(agents)
         self._commands.close_unverifiable()
-        return self._evaluate(self._ctx.clock())
+        effects.extend(self._evaluate(now))
+        return effects
 
     # -- manual commands (HA services) -----------------------------------------
 
@@ -174,13 +218,13 @@ class PolicyEngine:
         `dry_run=None` follows the settings.
         """
         ctx = self._ctx
-        now = ctx.clock()
         ids = self._resolve(agent_ids)
         if delay_sec is not None and delay_sec < 0:
             raise ValueError("delay_sec must be >= 0")
         use_dry_run = ctx.settings.dry_run if dry_run is None else dry_run
         mode = DecisionMode.DRY_RUN if use_dry_run else DecisionMode.LIVE
         effects: list[Effect] = []
+        now = self._now(effects)
         for agent_id in ids:
             rt = ctx.runtime[agent_id]
             notes = []
@@ -213,9 +257,10 @@ class PolicyEngine:
         touched: to stop the automatic policy, disarm it.
         """
         ctx = self._ctx
-        now = ctx.clock()
+        ids = self._resolve(agent_ids)
         effects: list[Effect] = []
-        for agent_id in self._resolve(agent_ids):
+        now = self._now(effects)
+        for agent_id in ids:
             rt = ctx.runtime[agent_id]
             target = rt.shutdown if rt.shutdown is not None and rt.shutdown.is_live() else None
             if target is not None and target.past_commit(now):
@@ -234,12 +279,75 @@ class PolicyEngine:
 
     def ping(self, agent_ids: Iterable[str] | None = None) -> list[Effect]:
         """Ask agents for a `pong`. Published even in dry-run or disarmed: it acts on nothing."""
-        now = self._ctx.clock()
+        ids = self._resolve(agent_ids)
         effects: list[Effect] = []
-        for agent_id in self._resolve(agent_ids):
+        now = self._now(effects)
+        for agent_id in ids:
             self._commands.send_ping(self._ctx.runtime[agent_id], now, effects)
         effects.extend(self._evaluate(now))
         return effects
+
+    # -- several stations feeding one host (policy/supply.py) ---------------------
+
+    def attach_board(self, board: SupplyBoard | None) -> None:
+        """Called by SupplyBoard.attach: where to read the other feeding stations."""
+        self._board = board
+
+    def condition_due_at(self, agent_id: str, now: float | None = None) -> float | None:
+        """When this station's own condition makes the agent's shutdown due (no hold-back)."""
+        rt = self._ctx.runtime.get(agent_id)
+        if rt is None:
+            return None
+        return self._decision.due_at(rt, self._ctx.clock() if now is None else now)
+
+    @property
+    def grid_present(self) -> bool:
+        return self._ctx.obs.grid is GridStatus.CONNECTED
+
+    def _combined_due(self, rt: AgentRuntime, now: float) -> float | None:
+        own = self._decision.due_at(rt, now)
+        binding = self._ctx.bindings[rt.agent_id]
+        board = self._board
+        if not binding.feeds or board is None:
+            return own
+        dues = [own]
+        for station in binding.feeds:
+            # A station not on the board cannot be shown to keep the host up.
+            dues.append(
+                board.condition_due_at(station, rt.agent_id, now) if board.known(station) else own
+            )
+        if binding.feed_rule == FeedRule.ANY:
+            known = [d for d in dues if d is not None]
+            return min(known) if known else None
+        if any(d is None for d in dues):
+            return None
+        return max(d for d in dues if d is not None)
+
+    def _supply_restored(self, agent_id: str) -> bool:
+        """The host has power again (this station's grid just came back)."""
+        binding = self._ctx.bindings[agent_id]
+        board = self._board
+        if not binding.feeds or board is None or binding.feed_rule == FeedRule.ALL:
+            return True
+        return all(board.grid_present(station) for station in binding.feeds)
+
+    def _peer_restores(self, now: float, effects: list[Effect]) -> None:
+        """A feeding station's grid came back: abort what that makes pointless."""
+        board = self._board
+        if board is None:
+            return
+        for agent_id, rt in self._ctx.acting().items():
+            binding = self._ctx.bindings[agent_id]
+            if not binding.feeds:
+                continue
+            present = [board.grid_present(station) for station in binding.feeds]
+            if binding.feed_rule == FeedRule.ALL:
+                restored = any(present)
+            else:
+                restored = all(present) and self.grid_present
+            if restored:
+                where = " on a feeding station" if binding.feed_rule == FeedRule.ALL else ""
+                self._commands.abort_on_restore(rt, now, effects, where)
 
     # -- views -------------------------------------------------------------------
 
@@ -267,7 +375,7 @@ class PolicyEngine:
         ctx = self._ctx
         now = ctx.clock()
         agents = {
-            agent_id: agent_view(ctx, agent_id, now, self._fire_at) for agent_id in ctx.runtime
+            agent_id: agent_view(ctx, agent_id, now, self._fire_at) for agent_id in ctx.acting()
         }
         return PolicyStatus(
             device_id=ctx.device_id,
@@ -322,18 +430,50 @@ class PolicyEngine:
     # -- the loop ------------------------------------------------------------------
 
     def _fire_at(self, rt: AgentRuntime, now: float) -> float | None:
-        """When this agent's automatic shutdown goes out; None if its condition does not hold."""
-        due = self._decision.due_at(rt, now)
+        """When this agent's next automatic shutdown goes out.
+
+        None if its condition does not hold, or if a shutdown already out holds
+        a new one back until some event (see Commands.blocked_until).
+        """
+        if self._ctx.bindings[rt.agent_id].observe_only:
+            return None
+        due = self._combined_due(rt, now)
         if due is None:
             return None
-        blocked = self._commands.blocked_until(rt)
-        return due if blocked is None else max(due, blocked)
+        blocked = self._commands.blocked_until(rt, now)
+        if blocked is None:
+            return due
+        if blocked == math.inf:
+            return None
+        return max(due, blocked)
+
+    def _now(self, effects: list[Effect]) -> float:
+        """The clock, after absorbing a backward step of it.
+
+        Readings are taken in the order they arrive. When Home Assistant's
+        clock steps back, every stored time moves back with it, so timers keep
+        what they had left and newer readings are not mistaken for old ones.
+        """
+        ctx = self._ctx
+        now = ctx.clock()
+        last = ctx.last_now
+        if last is not None and now < last - CLOCK_STEP_TOLERANCE_SEC:
+            shift = last - now
+            ctx.obs.rebase(shift)
+            for rt in ctx.runtime.values():
+                rt.rebase(shift)
+            ctx.audit_add(effects, now, AuditKind.CLOCK_STEP, f"clock stepped back {shift:.0f} s")
+            ctx.last_now = now
+        else:
+            ctx.last_now = now if last is None else max(now, last)
+        return now
 
     def _evaluate(self, now: float) -> list[Effect]:
         ctx = self._ctx
         effects: list[Effect] = []
-        self._decision.check_stale(now, effects)
-        for agent_id, rt in ctx.runtime.items():
+        self._settle(now, effects)
+        self._peer_restores(now, effects)
+        for agent_id, rt in ctx.acting().items():
             fire_at = self._fire_at(rt, now)
             if fire_at is None:
                 rt.suppressed = False  # episode over: a later one is recorded again
@@ -348,8 +488,15 @@ class PolicyEngine:
         self._commands.resend_due(now, effects)
         return effects
 
+    def _settle(self, now: float, effects: list[Effect]) -> None:
+        self._decision.check_stale(now, effects)
+        if self._decision.check_restore(now, effects):
+            self._commands.release_after_restore()
+
     def _fire(self, rt: AgentRuntime, now: float, effects: list[Effect]) -> None:
         ctx = self._ctx
+        if ctx.default_mode() is DecisionMode.LIVE:
+            rt.fsd = True
         self._commands.send_shutdown(
             rt,
             now,
@@ -398,10 +545,11 @@ class PolicyEngine:
 
     def _resolve(self, agent_ids: Iterable[str] | None) -> list[str]:
         ctx = self._ctx
+        acting = ctx.acting()
         if agent_ids is None:
-            return list(ctx.bindings)
+            return list(acting)
         ids = list(dict.fromkeys(agent_ids))
-        unknown = [agent_id for agent_id in ids if agent_id not in ctx.bindings]
+        unknown = [agent_id for agent_id in ids if agent_id not in acting]
         if unknown:
             raise ValueError(f"unknown agents for {ctx.device_id}: {', '.join(unknown)}")
         return ids

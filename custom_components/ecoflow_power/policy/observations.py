@@ -24,12 +24,23 @@ class Observations:
     last_at: float | None = None  # newest telemetry `at` seen (ordering)
     fresh_at: float | None = None  # newest usable evidence (staleness)
     stale: bool = False
+    present_since: float | None = None  # grid seen CONNECTED continuously since (engine clock)
+    restored: bool = False  # this presence lasted restore_confirm_sec: the outage is over
+    runtime_smoothed: float | None = None  # see condition.smooth
+    runtime_smoothed_at: float | None = None
     # The sentinel (update_mains): None = unknown / not configured.
     mains: bool | None = None
     mains_at: float | None = None
     # The link to the station (update_link).
     cloud_connected: bool = True
     station_online: bool | None = None
+
+    def rebase(self, shift: float) -> None:
+        """The engine clock stepped back by `shift` seconds: keep every age as it was."""
+        for name in ("last_at", "fresh_at", "present_since", "runtime_smoothed_at", "mains_at"):
+            value = getattr(self, name)
+            if value is not None:
+                setattr(self, name, value - shift)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -42,6 +53,10 @@ class Observations:
             "last_at": self.last_at,
             "fresh_at": self.fresh_at,
             "stale": self.stale,
+            "present_since": self.present_since,
+            "restored": self.restored,
+            "runtime_smoothed": self.runtime_smoothed,
+            "runtime_smoothed_at": self.runtime_smoothed_at,
             "mains": self.mains,
             "mains_at": self.mains_at,
         }
@@ -59,6 +74,10 @@ class Observations:
             last_at=_number(data.get("last_at")),
             fresh_at=_number(data.get("fresh_at")),
             stale=bool(data.get("stale", False)),
+            present_since=_number(data.get("present_since")),
+            restored=bool(data.get("restored", False)),
+            runtime_smoothed=_number(data.get("runtime_smoothed")),
+            runtime_smoothed_at=_number(data.get("runtime_smoothed_at")),
             mains=None if data.get("mains") is None else bool(data["mains"]),
             mains_at=_number(data.get("mains_at")),
         )
