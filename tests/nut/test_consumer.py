@@ -115,3 +115,25 @@ def test_a_restart_during_the_countdown_still_reaches_the_commit_point() -> None
     fresh.tick()
     assert fresh.engine.status().agents["nut-delta"].committed
     assert fresh.status_word() == "FSD OB LB DISCHRG"
+
+
+def test_fsd_stays_latched_until_the_grid_is_confirmed_back() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=10, debounce_sec=0)
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    clock.now += 10
+    loop.tick()
+    assert loop.status_word() == "FSD OB LB DISCHRG"
+    clock.now += 5
+    loop.feed(grid=GridStatus.CONNECTED, soc=26)  # power back after the commit point
+    assert loop.status_word() == "FSD OB LB CHRG"  # a client reconnecting now still goes down
+    restore = loop.engine.settings.restore_confirm_sec
+    clock.now += restore - 1
+    loop.refresh()
+    loop.tick()
+    assert loop.status_word().startswith("FSD")
+    clock.now += 2
+    loop.refresh()
+    loop.tick()
+    assert loop.status_word() == "OL CHRG"  # a client booting now stays up

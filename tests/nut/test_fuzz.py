@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from hypothesis import given, settings, strategies as st
 
+from custom_components.ecoflow_power.nut import NutServer, ServerLimits
 from custom_components.ecoflow_power.nut.commands import CommandHandler, Session
 from custom_components.ecoflow_power.nut.protocol import ParseError, quote, split_words
 
@@ -79,3 +82,41 @@ def test_the_handler_answers_every_line_without_raising(lines: list[str]) -> Non
         if replies and replies[0].startswith("ERR "):
             assert len(replies) == 1
             assert replies[0].split()[1].isupper()
+
+
+class _Writer:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, data: bytes) -> None:
+        self.data += data
+
+    async def drain(self) -> None:
+        return None
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.lists(st.binary(max_size=200), max_size=8))
+def test_any_bytes_in_any_chunks_get_whole_reply_lines(chunks: list[bytes]) -> None:
+    server = NutServer(
+        FakeBackend(),
+        USERS,
+        host="127.0.0.1",
+        port=0,
+        version="0.1.0",
+        limits=ServerLimits(max_line_bytes=64, idle_timeout=5),
+    )
+
+    async def converse() -> bytes:
+        reader = asyncio.StreamReader()
+        for chunk in chunks:
+            reader.feed_data(chunk)
+        reader.feed_eof()
+        writer = _Writer()
+        await server._converse(Session(address="198.51.100.8"), reader, writer)  # type: ignore[arg-type]
+        return bytes(writer.data)
+
+    out = asyncio.run(converse())
+    assert not out or out.endswith(b"\n")
+    for line in out.decode().splitlines():
+        assert line
