@@ -240,8 +240,7 @@ class NutServerManager:
         self.hass.loop.call_soon(self._notify)
         if event.kind is ClientEventKind.LOGIN:
             return
-        snapshot = self.backend.snapshot(station.name) if self.backend else None
-        status = (snapshot.variables or {}).get("ups.status", "") if snapshot else ""
+        status = (self.variables(station) or {}).get("ups.status", "")
         if "OB" not in status.split():
             return
         device_id = self.telemetry.device_ids.get(station.sn)
@@ -259,8 +258,16 @@ class NutServerManager:
             },
         )
 
+    def variables(self, station: StationUps) -> dict[str, str] | None:
+        """What a client reads for `station` now (None: DATA-STALE)."""
+        snapshot = self.backend.snapshot(station.name) if self.backend else None
+        if snapshot is None or snapshot.variables is None:
+            return None
+        return dict(snapshot.variables)
+
     def diagnostics(self) -> dict[str, Any]:
         server = self.server
+        stations = self.backend.stations if self.backend else []
         return {
             "enabled": self.config.enabled,
             "host": self.config.host,
@@ -276,13 +283,9 @@ class NutServerManager:
                     "agent_id": station.agent_id,
                     "charge_low_pct": station.charge_low_pct,
                     "clients": self.clients_of(station.sn),
-                    "variables": dict(
-                        self.backend.snapshot(station.name).variables or {}  # type: ignore[union-attr]
-                    )
-                    if self.backend
-                    else {},
+                    "variables": self.variables(station),
                 }
-                for station in (self.backend.stations if self.backend else [])
+                for station in stations
             },
         }
 
