@@ -62,7 +62,7 @@ def default_ups_name(model_name: str, taken: set[str]) -> str:
     base = base[:28]
     name, n = base, 2
     while name in taken:
-        name, n = f"{base}{n}", n + 1
+        name, n = f"{base}-{n}", n + 1
     return name
 
 
