@@ -39,6 +39,7 @@ from .issues import clear_repair, raise_repair
 if TYPE_CHECKING:
     from .nut_server import NutServerManager
     from .policy_coordinator import PolicyCoordinator
+    from .restore_coordinator import WakeCoordinator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -54,6 +55,7 @@ class EcoflowRuntimeData:
     client: EcoflowApiClient
     telemetry: EcoflowTelemetryCoordinator
     policy: PolicyCoordinator | None = None
+    wake: WakeCoordinator | None = None
     nut: NutServerManager | None = None
 
 
