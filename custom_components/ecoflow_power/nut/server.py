@@ -63,6 +63,7 @@ class NutServer:
         self._per_address: Counter[str] = Counter()
         self._server: asyncio.Server | None = None
         self.refused_connections = 0
+        self._stopping = False  # our own close is not a client leaving: no events
         self.handler = CommandHandler(
             backend,
             users,
@@ -74,6 +75,7 @@ class NutServer:
     # --- life cycle ---------------------------------------------------------
 
     async def start(self) -> None:
+        self._stopping = False
         self._server = await asyncio.start_server(
             self._serve, self._host or None, self._port, reuse_address=True
         )
@@ -90,6 +92,7 @@ class NutServer:
         return self._server is not None and self._server.is_serving()
 
     async def stop(self) -> None:
+        self._stopping = True
         server, self._server = self._server, None
         if server is not None:
             server.close()
@@ -120,7 +123,7 @@ class NutServer:
         self._notify(ClientEventKind.LOGIN, session)
 
     def _notify(self, kind: ClientEventKind, session: Session) -> None:
-        if session.login_ups is None:
+        if session.login_ups is None or self._stopping:
             return
         try:
             self._backend.client_event(
