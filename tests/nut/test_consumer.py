@@ -137,3 +137,28 @@ def test_fsd_stays_latched_until_the_grid_is_confirmed_back() -> None:
     loop.refresh()
     loop.tick()
     assert loop.status_word() == "OL CHRG"  # a client booting now stays up
+
+
+def test_the_next_outage_starts_with_ob_only_and_gets_its_own_commit_point() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=10, debounce_sec=0)
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    clock.now += 10
+    loop.tick()
+    assert loop.status_word() == "FSD OB LB DISCHRG"
+    loop.feed(grid=GridStatus.CONNECTED, soc=26)
+    clock.now += loop.engine.settings.restore_confirm_sec + 1
+    loop.refresh()
+    loop.tick()
+    assert loop.status_word() == "OL CHRG"
+    clock.now += 3600  # the host came back up; hours later the grid fails again
+    loop.feed(grid=GridStatus.LOST, soc=80)
+    loop.tick()
+    assert loop.status_word() == "OB DISCHRG"
+    loop.feed(grid=GridStatus.LOST, soc=29)
+    loop.tick()
+    assert loop.status_word() == "OB DISCHRG"  # a new countdown
+    clock.now += 10
+    loop.tick()
+    assert loop.status_word() == "FSD OB LB DISCHRG"

@@ -131,7 +131,7 @@ def test_the_countdown_stays_ob_without_lb() -> None:
 
 
 def test_the_commit_point_raises_fsd_and_lb() -> None:
-    committed = view(last_command_action=CommandAction.SHUTDOWN, committed=True)
+    committed = view(last_command_action=CommandAction.SHUTDOWN, committed=True, fsd=True)
     values = variables(ON_BATTERY, status(PolicyState.COMMITTED, GridStatus.LOST, committed))
     assert values is not None
     assert values["ups.status"] == "FSD OB LB DISCHRG"
@@ -149,6 +149,15 @@ def test_once_the_latch_clears_a_client_booting_on_grid_sees_no_fsd() -> None:
     values = variables(ON_GRID, policy)
     assert values is not None
     assert values["ups.status"] == "OL CHRG"
+
+
+def test_a_later_outage_does_not_inherit_the_last_outages_fsd() -> None:
+    # The last shutdown is still `committed`, but the engine cleared its latch
+    # when the grid was confirmed back: a new outage starts with OB only.
+    released = view(last_command_action=CommandAction.SHUTDOWN, committed=True, fsd=False)
+    values = variables(ON_BATTERY, status(PolicyState.ON_BATTERY, GridStatus.LOST, released))
+    assert values is not None
+    assert values["ups.status"] == "OB DISCHRG"
 
 
 def test_silence_with_nothing_known_is_data_stale() -> None:
@@ -169,7 +178,7 @@ def test_silence_during_the_estimate_serves_the_estimate() -> None:
 
 def test_silence_after_the_commit_point_still_serves_fsd() -> None:
     silent = replace(ON_BATTERY, updated_at=NOW - 600)
-    committed = view(committed=True)
+    committed = view(committed=True, fsd=True)
     values = variables(silent, status(PolicyState.COMMITTED, GridStatus.LOST, committed))
     assert values is not None
     assert values["ups.status"].startswith("FSD OB LB")

@@ -124,19 +124,19 @@ class LocalConsumer:
             self._job = _Job(view.last_command_id, int(view.commit_at))
 
 
-def view_fsd(view: AgentView | None, grid: GridStatus | None) -> bool:
-    """FSD for the NUT clients: only once their shutdown passed its commit point.
+def view_fsd(view: AgentView | None) -> bool:
+    """FSD for the NUT clients: their shutdown passed its commit point, in this outage.
 
-    The engine's `fsd` is raised when a shutdown is due or out (host agents
-    start their own countdown from it); NUT clients have no countdown of their
-    own, so they see FSD from the commit point (`committed`, set by the
-    `executing` ack) and keep seeing it while the grid is away or the engine
-    keeps its latch (the grid back for less than the restore confirmation
-    time). A client that boots once the power is confirmed back sees none.
+    `committed` (set by the `executing` ack) says the commit point passed;
+    the engine's `fsd` says the shutdown belongs to the outage still going on:
+    it is raised when the shutdown is issued, stays latched until the grid has
+    been back for the restore confirmation time, and is clear in the next
+    outage until a new shutdown is due. Host agents count down from `fsd`;
+    NUT clients have no countdown of their own, so they need both. A client
+    that reconnects during the outage sees FSD; one that boots once the power
+    is confirmed back, or in a later outage before its own commit point, does not.
     """
-    if view is None or not view.committed:
-        return False
-    return grid is not GridStatus.CONNECTED or view.fsd
+    return view is not None and view.committed and view.fsd
 
 
 @dataclass(frozen=True, slots=True)
@@ -165,7 +165,7 @@ def ups_inputs(
     grid = state.grid if state is not None else GridStatus.UNKNOWN
     if grid is GridStatus.UNKNOWN and policy_grid is not None:
         grid = policy_grid
-    fsd = view_fsd(view, grid)
+    fsd = view_fsd(view)
     fresh_at = None if state is None else (getattr(state, "fresh_at", None) or state.updated_at)
     stale = fresh_at is None or now - fresh_at > stale_after_sec
     estimate = status.estimate_soc if status else None
