@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from homeassistant.components.sensor import SensorEntity, SensorStateClass
 from homeassistant.core import callback
 
-from .coordinator import EcoflowConfigEntry
 from .entity import station_device_info
 from .nut_server import NutServerManager
+
+if TYPE_CHECKING:
+    from .coordinator import EcoflowConfigEntry
 
 
 class NutClientsSensor(SensorEntity):
