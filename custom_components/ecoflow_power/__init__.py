@@ -61,13 +61,14 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.async_on_unload(telemetry.async_stop)
     policy = PolicyCoordinator(hass, entry, telemetry)
     entry.runtime_data.policy = policy
+    # Before the policy starts: its first decisions may already concern NUT clients.
+    await async_setup_nut(hass, entry)
     await policy.async_start()
     entry.async_on_unload(policy.async_stop)
     wake = WakeCoordinator(hass, entry, telemetry, policy)
     entry.runtime_data.wake = wake
     await wake.async_start()
     entry.async_on_unload(wake.async_stop)
-    await async_setup_nut(hass, entry)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

@@ -19,6 +19,7 @@ from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.loader import async_get_integration
 from homeassistant.util import dt as dt_util
 
+from .agents import policy_settings_for
 from .const import DOMAIN, EVENT_POLICY
 from .coordinator import now_ts
 from .ecoflow.state import PowerState
@@ -76,6 +77,7 @@ class NutServerManager:
         self.backend: StationBackend | None = None
         self.error: str | None = None
         self._due_unsub: CALLBACK_TYPE | None = None
+        self._policy_unsub: CALLBACK_TYPE | None = None
         self._listeners: list[Callable[[], None]] = []
         self._sn_of_agent: dict[str, str] = {}
 
@@ -111,7 +113,10 @@ class NutServerManager:
             driver_version=version,
             on_client_event=self._on_client_event,
         )
-        self.backend.adopt()
+        # The engines may not exist yet (the server starts before the policy,
+        # so no first decision misses the router): every policy update takes
+        # over a live shutdown restored from storage and re-arms the timer.
+        self._policy_unsub = self.policy.async_add_listener(self._policy_changed)
         self.server = NutServer(
             self.backend,
             UserTable(self.config.users),
@@ -140,6 +145,9 @@ class NutServerManager:
         self._schedule_due()
 
     async def async_stop(self) -> None:
+        if self._policy_unsub:
+            self._policy_unsub()
+            self._policy_unsub = None
         if self._due_unsub:
             self._due_unsub()
             self._due_unsub = None
@@ -158,13 +166,11 @@ class NutServerManager:
     def _charge_low(self, sn: str, own: float | None) -> float:
         if own is not None:
             return float(own)
-        engine = self.policy.engines.get(sn)
-        return engine.settings.soc_threshold if engine is not None else 20.0
+        return policy_settings_for(self.entry.options, sn, self.telemetry).soc_threshold
 
     def _runtime_low(self, sn: str) -> int:
-        engine = self.policy.engines.get(sn)
-        minutes = engine.settings.runtime_threshold_min if engine is not None else None
-        return int(minutes or 0) * 60
+        settings = policy_settings_for(self.entry.options, sn, self.telemetry)
+        return int(settings.runtime_threshold_min or 0) * 60
 
     @callback
     def handle_command(self, sn: str | None, effect: PublishCommand) -> bool:
@@ -177,12 +183,16 @@ class NutServerManager:
         if engine is None:
             return True
         for ack in backend.route(effect.agent_id, effect.payload):
-            self.policy._run_effects_and_reschedule(
-                engine.handle_ack(effect.agent_id, ack), station
-            )
+            self._run(engine.handle_ack(effect.agent_id, ack), station)
         self._schedule_due()
         self._notify()
         return True
+
+    @callback
+    def _policy_changed(self) -> None:
+        if self.backend is not None:
+            self.backend.adopt()
+        self._schedule_due()
 
     def _run(self, effects: list[Effect], sn: str | None) -> None:
         # The policy coordinator carries effects out (events, audit, storage, timers).

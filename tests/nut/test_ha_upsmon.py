@@ -12,7 +12,7 @@ from collections.abc import Callable
 from pathlib import Path
 import time
 from typing import Any
-from unittest.mock import AsyncMock
+from unittest.mock import AsyncMock, patch
 
 from homeassistant.core import HomeAssistant
 
@@ -133,4 +133,29 @@ async def test_upsmon_in_home_assistant_runs_nothing_when_the_grid_returns_first
         assert not upsmon.ran.exists()
         assert not any(n.startswith(("FSD", "SHUTDOWN")) for n in upsmon.notifications())
         assert not engine.status().agents["nut-rack"].committed
+    assert await hass.config_entries.async_unload(entry.entry_id)
+
+
+async def test_a_restart_during_the_countdown_still_raises_fsd_at_the_commit_point(
+    socket_enabled: None, hass: HomeAssistant, mock_client: AsyncMock, fake_session: Any
+) -> None:
+    entry, port = await _station(hass, fake_session, delay=6)
+    await feed(hass, fake_session.instances[-1], DELTA2_SN, on_battery(capture_json(CAPTURE)))
+    engine = entry.runtime_data.policy.engines[DELTA2_SN]
+    await wait_for(lambda: engine.status().agents["nut-rack"].commit_at is not None, 10)
+    commit_at = engine.status().agents["nut-rack"].commit_at
+    assert await hass.config_entries.async_unload(entry.entry_id)  # Home Assistant restarts
+    await hass.async_block_till_done()
+    with patch("homeassistant.config.load_yaml_config_file", return_value={}):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await feed(hass, fake_session.instances[-1], DELTA2_SN, on_battery(capture_json(CAPTURE)))
+    restored = entry.runtime_data.policy.engines[DELTA2_SN]
+    assert restored.status().agents["nut-rack"].commit_at == commit_at
+    status = (await upsc(f"rack@127.0.0.1:{port}", "ups.status")).split()
+    assert "FSD" not in status
+    await wait_for(lambda: restored.status().agents["nut-rack"].committed, 15)
+    assert time.time() >= commit_at
+    status = (await upsc(f"rack@127.0.0.1:{port}", "ups.status")).split()
+    assert status[:3] == ["FSD", "OB", "LB"]
     assert await hass.config_entries.async_unload(entry.entry_id)
