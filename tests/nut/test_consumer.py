@@ -162,3 +162,41 @@ def test_the_next_outage_starts_with_ob_only_and_gets_its_own_commit_point() -> 
     clock.now += 10
     loop.tick()
     assert loop.status_word() == "FSD OB LB DISCHRG"
+
+
+def test_a_commit_point_passed_while_home_assistant_was_down_is_confirmed_on_return() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    stored = loop.engine.to_dict()
+    clock.now += 300  # Home Assistant was down across the commit point
+    fresh = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    fresh.engine = loop.engine.from_dict(
+        stored, loop.engine.settings, list(loop.engine.agents.values()), clock=clock
+    )
+    fresh.feed(grid=GridStatus.LOST, soc=20)
+    assert fresh.status_word() == "OB DISCHRG"
+    fresh.backend.adopt()
+    fresh.tick()
+    assert fresh.engine.status().agents["nut-delta"].committed
+    assert fresh.status_word() == "FSD OB LB DISCHRG"
+
+
+def test_an_aborted_shutdown_is_not_taken_over_after_a_restart() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    clock.now += 5
+    loop.feed(grid=GridStatus.CONNECTED, soc=25)  # aborted
+    fresh = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
+    fresh.engine = loop.engine.from_dict(
+        loop.engine.to_dict(), loop.engine.settings, list(loop.engine.agents.values()), clock=clock
+    )
+    fresh.state = loop.state
+    fresh.backend.adopt()
+    clock.now += 60
+    fresh.tick()
+    assert not fresh.engine.status().agents["nut-delta"].committed
+    assert fresh.status_word() == "OL CHRG"

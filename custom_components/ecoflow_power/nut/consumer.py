@@ -111,17 +111,25 @@ class LocalConsumer:
         return [self._ack(job.command_id, AckStatus.EXECUTING, now, execute_at=job.execute_at)]
 
     def adopt(self, view: AgentView | None) -> None:
-        """After a restart: take over a live shutdown the engine still knows about."""
-        if view is None or self._job is not None:
+        """After a restart: take over a live shutdown the engine still knows about.
+
+        Its commit point may have passed while Home Assistant was down: then
+        `due` confirms it at once, as an agent would have gone ahead on time.
+        """
+        if view is None or self._job is not None or view.committed:
             return
-        if (
-            view.last_command_action is CommandAction.SHUTDOWN
-            and view.last_command_id is not None
-            and view.commit_at is not None
-            and not view.committed
-        ):
-            self._seen.add(view.last_command_id)
-            self._job = _Job(view.last_command_id, int(view.commit_at))
+        if view.last_command_action is not CommandAction.SHUTDOWN or view.last_command_id is None:
+            return
+        if view.last_command_id in self._seen and self._last_executed is not None:
+            return
+        if view.commit_at is not None:
+            execute_at = int(view.commit_at)
+        elif view.fsd and view.last_ack_status is AckStatus.SCHEDULED and view.last_command_at:
+            execute_at = int(view.last_command_at) + view.delay_sec
+        else:
+            return
+        self._seen.add(view.last_command_id)
+        self._job = _Job(view.last_command_id, execute_at)
 
 
 def view_fsd(view: AgentView | None) -> bool:
