@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from custom_components.ecoflow_power.ecoflow.state import GridStatus
 from custom_components.ecoflow_power.nut.consumer import LocalConsumer
@@ -200,3 +200,18 @@ def test_an_aborted_shutdown_is_not_taken_over_after_a_restart() -> None:
     fresh.tick()
     assert not fresh.engine.status().agents["nut-delta"].committed
     assert fresh.status_word() == "OL CHRG"
+
+
+def test_a_dry_run_decision_is_never_confirmed_for_nut_clients() -> None:
+    clock = Clock()
+    loop = PolicyLoop(clock, nut_threshold=30, nut_delay=5, debounce_sec=0)
+    loop.engine.reconfigure(
+        replace(loop.engine.settings, dry_run=True), list(loop.engine.agents.values())
+    )
+    loop.feed(grid=GridStatus.LOST, soc=25)
+    loop.tick()
+    loop.backend.adopt()
+    clock.now += 30
+    loop.tick()
+    assert not loop.engine.status().agents["nut-delta"].committed
+    assert loop.status_word() == "OB DISCHRG"

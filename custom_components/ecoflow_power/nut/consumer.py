@@ -116,15 +116,14 @@ class LocalConsumer:
         Its commit point may have passed while Home Assistant was down: then
         `due` confirms it at once, as an agent would have gone ahead on time.
         """
-        if view is None or self._job is not None or view.committed:
+        # `fsd` marks a live automatic shutdown of this outage (never a dry run).
+        if view is None or self._job is not None or view.committed or not view.fsd:
             return
         if view.last_command_action is not CommandAction.SHUTDOWN or view.last_command_id is None:
             return
-        if view.last_command_id in self._seen and self._last_executed is not None:
-            return
         if view.commit_at is not None:
             execute_at = int(view.commit_at)
-        elif view.fsd and view.last_ack_status is AckStatus.SCHEDULED and view.last_command_at:
+        elif view.last_ack_status is AckStatus.SCHEDULED and view.last_command_at:
             execute_at = int(view.last_command_at) + view.delay_sec
         else:
             return
