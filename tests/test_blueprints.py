@@ -207,6 +207,29 @@ async def test_notify_blueprint_defaults_cover_agent_offline(
     assert calls[0].data["title"] == "EcoFlow power"
 
 
+async def test_notify_blueprint_says_which_nut_client_left_on_battery(
+    hass: HomeAssistant, blueprints_installed: None
+) -> None:
+    calls = async_mock_service(hass, "notify", "notify")
+    await _automation(hass, NOTIFY, {})
+    hass.bus.async_fire(
+        EVENT_POLICY,
+        {
+            "type": "nut_client_left",
+            "station": "Rack (Delta 2)",
+            "ups": "ups",
+            "address": "192.168.1.20",
+            "username": "monuser",
+            "reason": "dropped",
+        },
+    )
+    await hass.async_block_till_done()
+    assert [call.data["message"] for call in calls] == [
+        "Rack (Delta 2): A NUT client left while on battery (nut_client_left)"
+        " - NUT client monuser@192.168.1.20, dropped"
+    ]
+
+
 async def _set(hass: HomeAssistant, entity_id: str, state: str) -> None:
     hass.states.async_set(entity_id, state)
     await hass.async_block_till_done()

@@ -26,6 +26,7 @@ from .ecoflow.api import DeviceInfo, EcoflowApiClient
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .entity import station_device_info
 from .issues import ISSUE_DEVICES_UNKNOWN, clear_repair, raise_repair
+from .nut_server import async_setup_nut
 from .policy_coordinator import PolicyCoordinator
 from .restore_coordinator import WakeCoordinator
 from .runtime import EcoflowConfigEntry, EcoflowRuntimeData
@@ -101,6 +102,8 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.async_on_unload(cache.async_save)
     policy = PolicyCoordinator(hass, entry, telemetry)
     entry.runtime_data.policy = policy
+    # Before the policy starts: its first decisions may already concern NUT clients.
+    await async_setup_nut(hass, entry)
     await policy.async_start()
     entry.async_on_unload(policy.async_stop)
     wake = WakeCoordinator(hass, entry, telemetry, policy)

@@ -54,6 +54,7 @@ from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
 from .options_policy import PolicyOptionsMixin
+from .options_nut import NutOptionsMixin
 from .options_restore import RestoreOptionsSteps
 from .options_sentinel import SentinelOptionsMixin
 from .policy.protocol import is_valid_agent_id
@@ -332,9 +333,13 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
 
 
 class EcoflowOptionsFlow(
-    PolicyOptionsMixin, SentinelOptionsMixin, RestoreOptionsSteps, OptionsFlowWithReload
+    PolicyOptionsMixin,
+    SentinelOptionsMixin,
+    RestoreOptionsSteps,
+    NutOptionsMixin,
+    OptionsFlowWithReload,
 ):
-    """Devices and telemetry; per station its policy, sentinel and restore rule; host agents."""
+    """Devices and telemetry; per station its policy, sentinel, restore rule and NUT; agents."""
 
     def __init__(self) -> None:
         self._station: str | None = None
@@ -359,14 +364,18 @@ class EcoflowOptionsFlow(
 
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         menu = ["telemetry"]
-        if self._stations():
+        stations = bool(self._stations())
+        agents = bool(self._entry.options.get(CONF_AGENTS))
+        if stations:
             menu += ["policy", "sentinel", "add_agent"]
-        if self._entry.options.get(CONF_AGENTS):
+        if agents:
             menu += ["edit_agent", "remove_agent"]
-        if self._stations():
+        if stations:
             menu += ["restore"]
-        if self._entry.options.get(CONF_AGENTS):
+        if agents:
             menu += ["wake_target"]
+        if stations:
+            menu += ["nut"]
         return self.async_show_menu(step_id="init", menu_options=menu)
 
     async def async_step_telemetry(

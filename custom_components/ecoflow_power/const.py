@@ -50,6 +50,7 @@ POLICY_EVENT_TYPES: Final = (
     "power_restored",
     "host_woken",
     "host_wake_failed",
+    "nut_client_left",
 )
 ISSUE_MQTT_MISSING: Final = "mqtt_missing"
 ISSUE_TELEMETRY_STALE: Final = "telemetry_stale"

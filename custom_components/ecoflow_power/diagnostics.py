@@ -88,6 +88,8 @@ async def async_get_config_entry_diagnostics(
     policy = entry.runtime_data.policy
     if policy is not None:
         data["policy"] = policy.diagnostics()
+    if entry.runtime_data.nut is not None:
+        data["nut"] = entry.runtime_data.nut.diagnostics()
     return _mask_serials(async_redact_data(data, TO_REDACT), serials)
 
 

@@ -8,6 +8,7 @@ so a restart resumes a pending shutdown, and routes agent acks and status.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime
 import logging
@@ -43,6 +44,7 @@ from .issues import (
     clear_repair,
     raise_repair,
 )
+from .nut_server import nut_bindings
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -111,6 +113,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
         # What the engines were last told about the link, per station.
         self._link: dict[str, tuple[bool, bool | None]] = {}
+        # Answers commands to `local` agents (NUT clients) instead of MQTT: True = handled.
+        self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
 
     @property
     def mqtt_available(self) -> bool:
@@ -132,6 +136,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             engines_data = {sn: {"unreadable": True} for sn in self.telemetry.devices}
         for sn in self.telemetry.devices:
             bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
+            bindings += nut_bindings(self.config_entry.options, sn)
             self.engines[sn] = self._build_engine(
                 sn, self._settings_for(sn), bindings, engines_data.get(sn)
             )
@@ -380,6 +385,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
+            if self.local_router is not None and self.local_router(sn, effect):
+                return
             self.hass.async_create_task(self._async_publish_logged(effect), eager_start=True)
         elif isinstance(effect, EmitEvent):
             self._fire_event(sn, effect.event_type.value, effect.data)
@@ -432,6 +439,9 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         sent: list[str] = []
         failed: dict[str, str] = {}
         for effect in publishes:
+            if self.local_router is not None and self.local_router(sn, effect):
+                sent.append(effect.agent_id)  # answered here (a NUT client), not over MQTT
+                continue
             try:
                 await self._async_publish(effect)
             except HomeAssistantError as err:

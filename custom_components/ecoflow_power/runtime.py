@@ -13,6 +13,7 @@ from homeassistant.config_entries import ConfigEntry
 from .coordinator import EcoflowTelemetryCoordinator
 from .device_cache import DeviceCache
 from .ecoflow.api import EcoflowApiClient
+from .nut_server import NutServerManager
 from .policy_coordinator import PolicyCoordinator
 from .restore_coordinator import WakeCoordinator
 
@@ -26,6 +27,7 @@ class EcoflowRuntimeData:
     device_cache: DeviceCache
     policy: PolicyCoordinator | None = None
     wake: WakeCoordinator | None = None
+    nut: NutServerManager | None = None
 
 
 type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]

@@ -26,6 +26,7 @@ from homeassistant.helpers.entity_platform import AddConfigEntryEntitiesCallback
 from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import ChargeState, PowerState
 from .entity import EcoflowStationEntity, utc_datetime
+from .nut_sensor import nut_client_sensors
 from .policy_sensor import policy_sensors
 from .runtime import EcoflowConfigEntry
 
@@ -228,3 +229,4 @@ async def async_setup_entry(
     entry.async_on_unload(coordinator.async_add_listener(add_new_sensors))
     if entry.runtime_data.policy is not None:
         async_add_entities(policy_sensors(entry.runtime_data.policy))
+    async_add_entities(nut_client_sensors(entry))

@@ -174,6 +174,7 @@ async def test_device_triggers_fire_automations(
         "shutdown_sent",
         "shutdown_aborted",
         "power_restored",
+        "nut_client_left",
     }
 
     calls = async_mock_service(hass, "test", "grid_lost")

@@ -51,11 +51,8 @@ def test_enum_sensor_states_are_translated() -> None:
 def test_exceptions_and_issues_named_in_the_code_exist() -> None:
     named = set(re.findall(r'translation_key="([a-z_]+)"', SOURCE))
     entity_keys = set().union(*(set(EN["entity"][platform]) for platform in EN["entity"]))
-    # `region` and `sentinel_kind` name selectors' options.
-    assert named - entity_keys <= set(EN["exceptions"]) | set(EN["issues"]) | {
-        "region",
-        "sentinel_kind",
-    }
+    # Selector keys (`region`, NUT aliases and presets) name their options.
+    assert named - entity_keys <= set(EN["exceptions"]) | set(EN["issues"]) | set(EN["selector"])
     for issue in ("undecodable_device", "cloud_unreachable", "mqtt_missing", "telemetry_stale"):
         assert {"title", "description"} <= set(EN["issues"][issue])
 
