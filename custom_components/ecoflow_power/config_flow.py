@@ -53,8 +53,8 @@ from .const import (
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
-from .options_policy import PolicyOptionsMixin
 from .options_nut import NutOptionsMixin
+from .options_policy import PolicyOptionsMixin
 from .options_restore import RestoreOptionsSteps
 from .options_sentinel import SentinelOptionsMixin
 from .policy.protocol import is_valid_agent_id

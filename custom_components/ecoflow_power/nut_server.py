@@ -33,8 +33,8 @@ from .policy.settings import AgentBinding
 from .policy.status import PolicyStatus
 
 if TYPE_CHECKING:
-    from .runtime import EcoflowConfigEntry
     from .policy_coordinator import PolicyCoordinator
+    from .runtime import EcoflowConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
