@@ -2,14 +2,14 @@
 
 Each configured station is a UPS (plus aliases). Its NUT clients are one more
 consumer of the station's policy: a `local` AgentBinding `nut-<upsname>` in
-its engine (see `nut_bindings`), whose commands `handle_command` answers in
+its engine (see `nut.consumer.nut_bindings`), whose commands `handle_command` answers in
 place of a host agent. Variables are computed per query from the telemetry
 coordinator's PowerState and the engine's PolicyStatus.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable
 from datetime import datetime
 import logging
 from typing import TYPE_CHECKING, Any
@@ -19,7 +19,6 @@ from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.loader import async_get_integration
 from homeassistant.util import dt as dt_util
 
-from .agents import policy_settings_for
 from .const import DOMAIN, EVENT_POLICY
 from .coordinator import now_ts
 from .ecoflow.state import PowerState
@@ -29,7 +28,7 @@ from .nut.config import NutConfig
 from .nut.consumer import nut_agent_id
 from .nut.station import StationBackend, StationUps
 from .policy.effects import Effect, PublishCommand
-from .policy.settings import AgentBinding
+from .policy.settings import PolicySettings
 from .policy.status import PolicyStatus
 
 if TYPE_CHECKING:
@@ -40,28 +39,10 @@ _LOGGER = logging.getLogger(__name__)
 
 ISSUE_NUT_PORT = "nut_port_unavailable"
 EVENT_NUT_CLIENT_LEFT = "nut_client_left"
+
+
 # A local consumer's commands are never published, so their signature is never
 # checked by anyone; AgentBinding still wants a non-empty secret.
-_LOCAL_SECRET = "local-nut-consumer"
-
-
-def nut_bindings(options: Mapping[str, Any], sn: str) -> list[AgentBinding]:
-    """The NUT consumer of station `sn` as a binding of its engine (none when disabled)."""
-    config = NutConfig.from_options(options)
-    station = config.stations.get(sn)
-    if not config.enabled or station is None:
-        return []
-    return [
-        AgentBinding(
-            agent_id=nut_agent_id(station.name),
-            secret=_LOCAL_SECRET,
-            soc_threshold=station.soc_threshold,
-            delay_sec=station.delay_sec,
-            local=True,
-        )
-    ]
-
-
 class NutServerManager:
     """The running server of one config entry, its policy consumers and client views."""
 
@@ -163,14 +144,18 @@ class NutServerManager:
         engine = self.policy.engines.get(sn)
         return engine.status() if engine is not None else None
 
+    def _settings(self, sn: str) -> PolicySettings:
+        # The engine's settings: the stored ones, or the defaults when those are invalid.
+        engine = self.policy.engines.get(sn)
+        return engine.settings if engine is not None else PolicySettings()
+
     def _charge_low(self, sn: str, own: float | None) -> float:
         if own is not None:
             return float(own)
-        return policy_settings_for(self.entry.options, sn, self.telemetry).soc_threshold
+        return self._settings(sn).soc_threshold
 
     def _runtime_low(self, sn: str) -> int:
-        settings = policy_settings_for(self.entry.options, sn, self.telemetry)
-        return int(settings.runtime_threshold_min or 0) * 60
+        return int(self._settings(sn).runtime_threshold_min or 0) * 60
 
     @callback
     def handle_command(self, sn: str | None, effect: PublishCommand) -> bool:

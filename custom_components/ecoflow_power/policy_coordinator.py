@@ -44,7 +44,7 @@ from .issues import (
     clear_repair,
     raise_repair,
 )
-from .nut_server import nut_bindings
+from .nut.consumer import nut_bindings
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine

@@ -18,8 +18,10 @@ from typing import Any
 
 from custom_components.ecoflow_power.ecoflow.state import ChargeState, GridStatus, PowerState
 from custom_components.ecoflow_power.policy.protocol import Ack, AckStatus, CommandAction
+from custom_components.ecoflow_power.policy.settings import AgentBinding
 from custom_components.ecoflow_power.policy.status import AgentView, PolicyState, PolicyStatus
 
+from .config import NutConfig
 from .variables import UpsInputs
 
 NUT_AGENT_PREFIX = "nut-"
@@ -27,6 +29,28 @@ NUT_AGENT_PREFIX = "nut-"
 
 def nut_agent_id(upsname: str) -> str:
     return f"{NUT_AGENT_PREFIX}{upsname}"
+
+
+# A local consumer's commands never leave Home Assistant, so their signature is not
+# checked by anyone; AgentBinding still wants a non-empty secret.
+_LOCAL_SECRET = "local-nut-consumer"
+
+
+def nut_bindings(options: Mapping[str, Any], sn: str) -> list[AgentBinding]:
+    """The NUT consumer of station `sn` as a binding of its engine (none when disabled)."""
+    config = NutConfig.from_options(options)
+    station = config.stations.get(sn)
+    if not config.enabled or station is None:
+        return []
+    return [
+        AgentBinding(
+            agent_id=nut_agent_id(station.name),
+            secret=_LOCAL_SECRET,
+            soc_threshold=station.soc_threshold,
+            delay_sec=station.delay_sec,
+            local=True,
+        )
+    ]
 
 
 @dataclass(slots=True)
