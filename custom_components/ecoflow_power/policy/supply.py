@@ -20,13 +20,28 @@ The glue ticks the owner after an input to a feeding station
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from enum import StrEnum
-from typing import TYPE_CHECKING
+from typing import Protocol
 
 from .settings import AgentBinding
 
-if TYPE_CHECKING:
-    from .engine import PolicyEngine
+
+class SuppliedEngine(Protocol):
+    """What the board needs of an engine (PolicyEngine), without importing it."""
+
+    @property
+    def device_id(self) -> str: ...
+
+    @property
+    def grid_present(self) -> bool: ...
+
+    @property
+    def agents(self) -> Mapping[str, AgentBinding]: ...
+
+    def attach_board(self, board: SupplyBoard | None) -> None: ...
+
+    def condition_due_at(self, agent_id: str, now: float | None = None) -> float | None: ...
 
 
 class FeedRule(StrEnum):
@@ -38,9 +53,9 @@ class SupplyBoard:
     """The engines of one Home Assistant entry, by station, for multi-fed agents."""
 
     def __init__(self) -> None:
-        self._engines: dict[str, PolicyEngine] = {}
+        self._engines: dict[str, SuppliedEngine] = {}
 
-    def attach(self, engine: PolicyEngine) -> None:
+    def attach(self, engine: SuppliedEngine) -> None:
         self._engines[engine.device_id] = engine
         engine.attach_board(self)
 
