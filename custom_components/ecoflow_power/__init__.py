@@ -103,7 +103,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     policy = PolicyCoordinator(hass, entry, telemetry)
     entry.runtime_data.policy = policy
     # Before the policy starts: its first decisions may already concern NUT clients.
-    await async_setup_nut(hass, entry)
+    entry.runtime_data.nut = await async_setup_nut(hass, entry, policy)
     await policy.async_start()
     entry.async_on_unload(policy.async_stop)
     wake = WakeCoordinator(hass, entry, telemetry, policy)

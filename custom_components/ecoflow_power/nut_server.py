@@ -14,6 +14,7 @@ from datetime import datetime
 import logging
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.helpers.event import async_track_point_in_utc_time
 from homeassistant.loader import async_get_integration
@@ -33,7 +34,6 @@ from .policy.status import PolicyStatus
 
 if TYPE_CHECKING:
     from .policy_coordinator import PolicyCoordinator
-    from .runtime import EcoflowConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -46,9 +46,7 @@ EVENT_NUT_CLIENT_LEFT = "nut_client_left"
 class NutServerManager:
     """The running server of one config entry, its policy consumers and client views."""
 
-    def __init__(
-        self, hass: HomeAssistant, entry: EcoflowConfigEntry, policy: PolicyCoordinator
-    ) -> None:
+    def __init__(self, hass: HomeAssistant, entry: ConfigEntry, policy: PolicyCoordinator) -> None:
         self.hass = hass
         self.entry = entry
         self.policy = policy
@@ -285,14 +283,15 @@ class NutServerManager:
         }
 
 
-async def async_setup_nut(hass: HomeAssistant, entry: EcoflowConfigEntry) -> None:
+async def async_setup_nut(
+    hass: HomeAssistant, entry: ConfigEntry, policy: PolicyCoordinator
+) -> NutServerManager | None:
     """Start the NUT server if enabled (the hook in __init__.async_setup_entry)."""
-    policy = entry.runtime_data.policy
     config = NutConfig.from_options(entry.options)
-    if policy is None or not config.enabled:
-        return
+    if not config.enabled:
+        return None
     manager = NutServerManager(hass, entry, policy)
-    entry.runtime_data.nut = manager
     policy.local_router = manager.handle_command
     await manager.async_start()
     entry.async_on_unload(manager.async_stop)
+    return manager

@@ -14,6 +14,7 @@ from datetime import datetime
 import logging
 from typing import TYPE_CHECKING, Any
 
+from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers.event import async_track_point_in_utc_time
@@ -46,7 +47,6 @@ from .policy.wake import (
 if TYPE_CHECKING:
     from .coordinator import EcoflowTelemetryCoordinator
     from .policy_coordinator import PolicyCoordinator
-    from .runtime import EcoflowConfigEntry
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -67,7 +67,7 @@ class WakeCoordinator:
     def __init__(
         self,
         hass: HomeAssistant,
-        entry: EcoflowConfigEntry,
+        entry: ConfigEntry,
         telemetry: EcoflowTelemetryCoordinator,
         policy: PolicyCoordinator,
     ) -> None:
