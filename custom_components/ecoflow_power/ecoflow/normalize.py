@@ -44,6 +44,9 @@ class Normalized:
     sources: dict[str, str] = field(default_factory=dict)  # PowerState field -> raw key
     soc_readings: list[Reading] = field(default_factory=list)  # every SoC-like value
     grid_signals: list[grid.GridSignal] = field(default_factory=list)
+    # When the readings soc_min rests on arrived: it changes once the oldest
+    # of them is older than `soc_max_age`.
+    soc_basis: list[float] = field(default_factory=list)
 
     def put(self, name: str, reading: Reading | None, value: Any = _AS_READ) -> None:
         """Record a quantity, its source and time; `value` overrides the raw value."""
@@ -57,17 +60,24 @@ class Normalized:
 class _Raw:
     """Typed, timestamped access to the merged raw fields."""
 
-    __slots__ = ("_index", "fields", "seen")
+    __slots__ = ("_index", "fields", "now", "pack_silent_after", "seen", "soc_max_age")
 
     def __init__(
         self,
         fields: Mapping[str, Any],
         seen: Mapping[str, float],
         index: dict[str, list[tuple[str, Any]]] | None = None,
+        *,
+        now: float = math.inf,
+        soc_max_age: float = math.inf,
+        pack_silent_after: float = math.inf,
     ) -> None:
         self.fields = fields
         self.seen = seen
         self._index = {} if index is None else index
+        self.now = now
+        self.soc_max_age = soc_max_age
+        self.pack_silent_after = pack_silent_after
 
     def keyed(self, tag: str, pick: Callable[[str], Any]) -> list[tuple[str, Any]]:
         """(key, pick(key)) for every key `pick` accepts, in field order.
@@ -154,8 +164,20 @@ def _charge_state_from_watts(battery_w: float | None) -> ChargeState | None:
     return ChargeState.IDLE
 
 
-def _set_packs(out: Normalized, packs: Mapping[int, list[Reading]], screen: Reading | None) -> None:
-    """soc_modules per pack, soc_min = weakest pack (the conservative figure)."""
+def _set_packs(
+    out: Normalized,
+    raw: _Raw,
+    packs: Mapping[int, list[Reading]],
+    screen: Reading | None,
+    connected: Any = None,
+) -> None:
+    """soc_modules per pack, soc_min = weakest pack (the conservative figure).
+
+    soc_min leaves out what no longer describes a pack in use: an extra pack
+    the station reports as not connected (`connected[i] == 0`), a pack that
+    has not reported for `pack_silent_after` while another did, and any
+    reading older than `soc_max_age` (see `normalize`).
+    """
     chosen: dict[int, Reading] = {}
     for index, readings in packs.items():
         if not readings:
@@ -166,15 +188,35 @@ def _set_packs(out: Normalized, packs: Mapping[int, list[Reading]], screen: Read
             (r for r in readings if r.seen_at == newest), key=lambda r: float(r.value)
         )
     out.soc_readings.extend(r for readings in packs.values() for r in readings)
+    bounded = math.isfinite(raw.now) and math.isfinite(raw.soc_max_age)
+    oldest_allowed = raw.now - raw.soc_max_age if bounded else -math.inf
     if chosen:
         ordered = [chosen[index] for index in sorted(chosen)]
         out.values["soc_modules"] = tuple(_round(r.value) for r in ordered)
-        weakest = min(ordered, key=lambda r: float(r.value))
-        out.put("soc_min", weakest, _round(weakest.value))
         out.seen["soc_modules"] = max(r.seen_at for r in ordered)
-    elif screen is not None:
-        # No per-pack figure (a CMS heartbeat alone): the screen figure is all there is.
+        newest_pack = max(r.seen_at for r in ordered)
+        eligible = [
+            reading
+            for index, reading in sorted(chosen.items())
+            if not (
+                index > 0
+                and isinstance(connected, list | tuple)
+                and index < len(connected)
+                and connected[index] == 0
+            )
+            and reading.seen_at >= newest_pack - raw.pack_silent_after
+            and reading.seen_at >= oldest_allowed
+        ]
+        if eligible:
+            weakest = min(eligible, key=lambda r: float(r.value))
+            out.put("soc_min", weakest, _round(weakest.value))
+            out.soc_basis = [r.seen_at for r in eligible]
+            return
+    if screen is not None and screen.seen_at >= oldest_allowed:
+        # No (current) per-pack figure, e.g. a CMS heartbeat alone: the screen
+        # figure is all there is.
         out.put("soc_min", screen, _round(screen.value))
+        out.soc_basis = [screen.seen_at]
 
 
 def _energy(out: Normalized, raw: _Raw, table: Mapping[str, tuple[str, ...]], scale: float) -> None:
@@ -220,7 +262,7 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
             packs.setdefault(int(match.group(1)), []).append(reading)
     if (main := raw.number("display.bms_batt_soc")) is not None:
         packs.setdefault(0, []).append(main)
-    _set_packs(out, packs, screen)
+    _set_packs(out, raw, packs, screen, raw.fields.get("cms.bms_is_connt"))
 
     ac_in_w = raw.number("display.pow_get_ac_in")
     ac_in_v = raw.number("runtime.plug_in_info_ac_in_vol")
@@ -352,7 +394,7 @@ def _powerstream(raw: _Raw, out: Normalized) -> None:
     out.put("soc", soc, None if soc is None else _round(soc.value))
     if soc is not None:
         out.soc_readings.append(soc)
-    _set_packs(out, {0: [soc]} if soc is not None else {}, soc)
+    _set_packs(out, raw, {0: [soc]} if soc is not None else {}, soc)
 
     # Watts arrive in 0.1 W.
     pv1 = raw.scaled(pick("pv1_input_watts", "pv1InputWatts"), 0.1)
@@ -454,7 +496,7 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
             continue
         if (reading := raw.number(key)) is not None:
             packs.setdefault(index, []).append(reading)
-    _set_packs(out, packs, screen)
+    _set_packs(out, raw, packs, screen)
 
     ac_in_w = raw.number("inv.inputWatts")
     out.put("ac_in_w", ac_in_w, None if ac_in_w is None else _round(ac_in_w.value))
@@ -568,14 +610,26 @@ def normalize(
     model: ModelInfo,
     *,
     index: dict[str, list[tuple[str, Any]]] | None = None,
+    now: float | None = None,
+    soc_max_age: float = math.inf,
+    pack_silent_after: float = math.inf,
 ) -> Normalized:
     """Normalized values from merged raw fields (`seen`: when each field last arrived).
 
     `index`: a dict the caller keeps while the set of field names is unchanged
-    (see `_Raw.keyed`); it is filled on first use.
+    (see `_Raw.keyed`); it is filled on first use. soc_min ignores readings
+    older than `soc_max_age` at `now`, and packs that have not reported for
+    `pack_silent_after` while another pack did (no bound by default).
     """
     out = Normalized()
-    raw = _Raw(fields, seen, index)
+    raw = _Raw(
+        fields,
+        seen,
+        index,
+        now=math.inf if now is None else now,
+        soc_max_age=soc_max_age,
+        pack_silent_after=pack_silent_after,
+    )
     normalizer = _BY_FAMILY.get(model.family)
     if normalizer is None:
         # Unknown family: the field names tell which layout the device speaks.

@@ -40,6 +40,7 @@ from .state import GridStatus, MessageSource, PowerState
 # Raw keys written by the protobuf decoder; a full JSON snapshot leaves them alone.
 _PROTOBUF_NAMESPACES = ("display.", "runtime.", "cms.", "bms.", "ps.")
 _NEVER_STALE = math.inf
+_MISSING = object()
 
 
 @dataclass(slots=True)
@@ -78,10 +79,28 @@ class _LastMerge:
     repeats: int = 0  # repeats whose field counts are not yet in the stats
 
 
+# A pack that has not reported for this long while another pack did is no
+# longer in use (four of the session's 30 s snapshot requests without it).
+PACK_SILENT_AFTER_SEC = 120.0
+# A SoC reading older than this no longer counts toward soc_min, however fresh
+# the rest of the telemetry is: a frozen SoC field must not look current.
+SOC_MAX_AGE_SEC = 900.0
+
+
 class DeviceTracker:
-    def __init__(self, sn: str, model: ModelInfo, *, grid_confirm_sec: float = 10.0) -> None:
+    def __init__(
+        self,
+        sn: str,
+        model: ModelInfo,
+        *,
+        grid_confirm_sec: float = 10.0,
+        pack_silent_after_sec: float = PACK_SILENT_AFTER_SEC,
+        soc_max_age_sec: float = SOC_MAX_AGE_SEC,
+    ) -> None:
         self.sn = sn
         self.model = model
+        self._pack_silent_after = pack_silent_after_sec
+        self._soc_max_age = soc_max_age_sec
         self.payload_sn: str | None = None  # serial found in a payload, if any
         self._intake = Intake(model.family)
         self._fields: dict[str, Any] = {}
@@ -98,9 +117,10 @@ class DeviceTracker:
         self._restamped: float | None = None  # time of the repeated fields in the state
         self._soc_filter = SocJumpFilter()
         self._soc_min_filter = SocJumpFilter()
-        self._filtered: dict[str, float] = {}
+        # name -> (value to report, source it was reported for): see _compose.
+        self._filtered: dict[str, tuple[float, str | None]] = {}
         self._grid = GridDebouncer(confirm_sec=grid_confirm_sec)
-        self._normalized = normalize(self._fields, self._seen, model, index=self._key_index)
+        self._normalized = self._normalize(0.0)
         self._state = self._compose(0.0)
         self._settled = False  # the first accepted message always counts as a change
 
@@ -149,14 +169,15 @@ class DeviceTracker:
                 self._online_seen = now
             if arrival.status_only:
                 return self._settle(now)
+            fresh = self._is_fresh(arrival, source)
+            if fresh:
+                self._fresh_at = now if self._fresh_at is None else max(self._fresh_at, now)
             if self._is_repeat(arrival, now):
                 self._restamp(now)
                 return False
             self._restamped = None  # the pass below recomputes every time
             self._merge(arrival, now)  # 2. merge
-            self._normalized = normalize(  # 3. normalize
-                self._fields, self._seen, self.model, index=self._key_index
-            )
+            self._normalized = self._normalize(now)  # 3. normalize
             self._filter_soc(now)  # 4. filter
             verdict, _ = assess_grid(self._normalized.grid_signals, now, _NEVER_STALE)  # 5. grid
             self._grid.observe(verdict, now)
@@ -170,6 +191,9 @@ class DeviceTracker:
         """The state as of `now`: grid evidence older than `stale_after_sec` does not count."""
         self._materialize()
         state = self._state
+        basis = self._normalized.soc_basis
+        if basis and now - min(basis) > self._soc_max_age:
+            state = self._aged_soc(state, now)
         signals = self._normalized.grid_signals
         pending = self._grid.candidate is not None
         if not pending and all(now - signal.seen_at <= stale_after_sec for signal in signals):
@@ -178,6 +202,25 @@ class DeviceTracker:
         if status is state.grid and evidence == state.grid_evidence:
             return state
         return replace(state, grid=status, grid_evidence=evidence)
+
+    def _aged_soc(self, state: PowerState, now: float) -> PowerState:
+        """soc_min without the readings that have grown too old by `now`."""
+        self._flush_repeats()
+        aged = normalize(
+            self._fields,
+            self._seen,
+            self.model,
+            index=self._key_index,
+            now=now,
+            soc_max_age=self._soc_max_age,
+            pack_silent_after=self._pack_silent_after,
+        )
+        soc_min = aged.values.get("soc_min")
+        return replace(
+            state,
+            soc_min=soc_min,
+            soc_min_source=aged.sources.get("soc_min") if soc_min is not None else None,
+        )
 
     # --- 1. intake: what the message brought -------------------------------------
 
@@ -197,6 +240,39 @@ class DeviceTracker:
             unknown[type_key] = unknown.get(type_key, 0) + 1
 
     # --- 2. merge -------------------------------------------------------------
+
+    def _is_fresh(self, arrival: Arrival, source: MessageSource) -> bool:
+        """Whether the message is evidence of the station as it is now.
+
+        Not fresh: a reply that says the station is offline (the cloud
+        answering from its cache), and an HTTP quota snapshot that carries no
+        news: quota/all is always the cloud's copy, so it counts only when
+        some value differs from what was last seen. The first poll after a
+        start has nothing to differ from and does not count.
+        """
+        if arrival.online is False:
+            return False
+        if source is not MessageSource.HTTP_QUOTA:
+            return True
+        fields = self._fields
+        missing = _MISSING
+        for batch in arrival.batches:
+            for key, value in batch.fields.items():
+                known = fields.get(key, missing)
+                if known is not missing and known != value:
+                    return True
+        return False
+
+    def _normalize(self, now: float) -> Normalized:
+        return normalize(
+            self._fields,
+            self._seen,
+            self.model,
+            index=self._key_index,
+            now=now,
+            soc_max_age=self._soc_max_age,
+            pack_silent_after=self._pack_silent_after,
+        )
 
     def _is_repeat(self, arrival: Arrival, now: float) -> bool:
         """The last merged message again, with nothing that could reorder sources.
@@ -233,8 +309,6 @@ class DeviceTracker:
         self._newest_merge = max(self._newest_merge, now)
         if self._updated_at is None or now > self._updated_at:
             self._updated_at = now
-        if self._fresh_at is None or now > self._fresh_at:
-            self._fresh_at = now
 
     def _materialize(self) -> None:
         """Move the repeated fields' values and grid signals to their new time."""
@@ -256,6 +330,7 @@ class DeviceTracker:
                 replace(signal, seen_at=now) if signal.seen_at == before else signal
                 for signal in normalized.grid_signals
             ]
+            normalized.soc_basis = [now if at == before else at for at in normalized.soc_basis]
         self._state = replace(
             self._state,
             online=self._online,
@@ -300,7 +375,6 @@ class DeviceTracker:
         if len(fields) != size:
             self._key_index.clear()
         self._updated_at = now if self._updated_at is None else max(self._updated_at, now)
-        self._fresh_at = now if self._fresh_at is None else max(self._fresh_at, now)
         self._last = _LastMerge(
             arrival.signature,
             tuple(keys),
@@ -331,7 +405,7 @@ class DeviceTracker:
                 self._error(
                     "rejected", f"{name} jump to {value} from {source} held (reporting {reported})"
                 )
-            self._filtered[name] = reported
+            self._filtered[name] = (reported, source)
 
     # --- 5. grid --------------------------------------------------------------
 
@@ -367,13 +441,25 @@ class DeviceTracker:
             seen["online"] = self._online_seen
         return seen
 
+    def _filtered_value(self, name: str) -> Any:
+        """The value to report: the jump filter's, while it speaks for the same source.
+
+        When the source changes without a new reading (a pack left soc_min),
+        the filter's figure belongs to the old source and the value stands.
+        """
+        normalized = self._normalized
+        if name not in normalized.values:
+            return None
+        filtered = self._filtered.get(name)
+        if filtered is not None and filtered[1] == normalized.sources.get(name):
+            return filtered[0]
+        return normalized.values[name]
+
     def _compose(self, now: float) -> PowerState:
         normalized: Normalized = self._normalized
         values = normalized.values
-        soc = self._filtered.get("soc", values.get("soc")) if "soc" in values else None
-        soc_min = (
-            self._filtered.get("soc_min", values.get("soc_min")) if "soc_min" in values else None
-        )
+        soc = self._filtered_value("soc")
+        soc_min = self._filtered_value("soc_min")
         status, evidence = self._grid_verdict(normalized.grid_signals, now, _NEVER_STALE)
         return PowerState(
             sn=self.sn or self.payload_sn or "",
