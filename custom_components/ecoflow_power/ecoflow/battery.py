@@ -109,6 +109,8 @@ def capacity(out: Normalized, raw: RawFields, model: ModelInfo) -> None:
     if model.capacity_wh is None:
         return
     for full_key, design_key in _HEALTH_KEYS:
+        if full_key not in raw.fields:
+            continue
         full, design = raw.number(full_key), raw.number(design_key)
         if full is not None and design is not None and full.value > 0 and design.value > 0:
             health = min(1.0, full.value / design.value)

@@ -24,6 +24,10 @@ class Reading(NamedTuple):
     seen_at: float
 
 
+# Reading(...) without the generated __new__: a few dozen per message.
+_new_reading = tuple.__new__
+
+
 @dataclass(slots=True)
 class Normalized:
     values: dict[str, Any] = field(default_factory=dict)  # PowerState field -> value
@@ -98,7 +102,7 @@ class RawFields:
             or (isinstance(value, float) and not math.isfinite(value))
         ):
             return None
-        return Reading(value, key, self.seen.get(key, 0.0))
+        return _new_reading(Reading, (value, key, self.seen.get(key, 0.0)))
 
     def freshest(self, *keys: str) -> Reading | None:
         """Newest of several sources; on a tie the earlier key (higher priority) wins."""
