@@ -222,10 +222,14 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         A message changes one station's state; its entities register with the
         station's serial as context (entity.py), the others need not recompute.
         """
-        self.last_update_success = True
+        self.last_update_success = True  # as async_set_updated_data (no refresh interval here)
         for update_callback, context in list(self._listeners.values()):
-            if context is None or context == sn:
+            if context is not None and context != sn:
+                continue
+            try:
                 update_callback()
+            except Exception:
+                _LOGGER.exception("Unexpected error updating a listener of %s", self.name)
 
     def _update_firmware(self, sn: str, firmware: str) -> None:
         """Firmware is only known from telemetry, after the device was registered."""

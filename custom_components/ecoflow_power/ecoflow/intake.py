@@ -96,8 +96,11 @@ class Intake:
             return self._status(payload)
         if isinstance(payload, Mapping):
             return self._json(payload)
-        if isinstance(payload, bytes | bytearray | memoryview | str):
-            if payload.lstrip()[:1] in ("{", b"{"):
+        if isinstance(payload, memoryview):
+            payload = bytes(payload)
+        if isinstance(payload, bytes | bytearray | str):
+            start = payload.lstrip()[:1]
+            if start in ("{", b"{"):
                 try:
                     parsed = json.loads(payload)
                 except (ValueError, UnicodeDecodeError) as err:

@@ -8,22 +8,23 @@ take down the integration's message loop.
 One message makes one pass through these stages (`ingest`):
 
 1. intake    decode the payload and screen it (`intake.Intake`): batches of
-             plausible raw fields, plus what to count;
-2. merge     into the device's raw fields, each stamped with the message time;
+             plausible raw fields, plus what to count; is it fresh evidence?
+2. merge     into the device's raw fields, each stamped with the message time
+             (`store.RawStore`);
 3. normalize the merged fields into model-independent values (normalize.py);
 4. filter    the SoC readings this message reported (filters.SocJumpFilter);
 5. grid      assess the verdict and debounce it (grid.py, filters.GridDebouncer);
 6. compose   the PowerState, once; `ingest` says whether it changed.
 
 A message that repeats the previous one (same content, nothing merged in
-between) skips stages 1b-5: only the times move. `snapshot(now, stale)`
+between) skips stages 2-6: only the times move. `snapshot(now, stale)`
 returns the state of the last pass unless something time-dependent applies:
-grid evidence gone stale, or a grid change waiting for its confirmation.
+grid evidence gone stale, a grid change waiting for its confirmation, or SoC
+readings grown older than the SoC age bound (docs/telemetry.md).
 """
 
 from __future__ import annotations
 
-from collections import Counter
 from collections.abc import Mapping
 import copy
 from dataclasses import dataclass, field, replace
@@ -34,11 +35,11 @@ from .filters import GridDebouncer, SocJumpFilter
 from .grid import GridSignal, assess_grid
 from .intake import Arrival, Intake
 from .models import ModelInfo
-from .normalize import Normalized, normalize
+from .normalize import normalize
+from .readings import Normalized
 from .state import GridStatus, MessageSource, PowerState
+from .store import RawStore
 
-# Raw keys written by the protobuf decoder; a full JSON snapshot leaves them alone.
-_PROTOBUF_NAMESPACES = ("display.", "runtime.", "cms.", "bms.", "ps.")
 _NEVER_STALE = math.inf
 
 
@@ -66,41 +67,43 @@ def _short(text: str, limit: int = 200) -> str:
     return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
-@dataclass(slots=True)
-class _LastMerge:
-    """The newest message that merged fields, to recognise a repeat of it."""
-
-    signature: Any
-    keys: tuple[str, ...]  # every key it merged
-    at: float  # when it (or its latest repeat) arrived
-    newest_before: float  # newest merge time of anything before it
-    online: bool  # it carried an online flag
-    repeats: int = 0  # repeats whose field counts are not yet in the stats
+# A pack that has not reported for this long while another pack did is no
+# longer in use (four of the session's 30 s snapshot requests without it).
+PACK_SILENT_AFTER_SEC = 120.0
+# A SoC reading older than this no longer counts toward soc_min, however fresh
+# the rest of the telemetry is: a frozen SoC field must not look current.
+SOC_MAX_AGE_SEC = 900.0
 
 
 class DeviceTracker:
-    def __init__(self, sn: str, model: ModelInfo, *, grid_confirm_sec: float = 10.0) -> None:
+    def __init__(
+        self,
+        sn: str,
+        model: ModelInfo,
+        *,
+        grid_confirm_sec: float = 10.0,
+        pack_silent_after_sec: float = PACK_SILENT_AFTER_SEC,
+        soc_max_age_sec: float = SOC_MAX_AGE_SEC,
+    ) -> None:
         self.sn = sn
         self.model = model
+        self._pack_silent_after = pack_silent_after_sec
+        self._soc_max_age = soc_max_age_sec
         self.payload_sn: str | None = None  # serial found in a payload, if any
         self._intake = Intake(model.family)
-        self._fields: dict[str, Any] = {}
-        self._seen: dict[str, float] = {}
-        self._key_index: dict[str, list[tuple[str, Any]]] = {}
+        self._store = RawStore()
         self._stats = DecodeStats()
-        self._field_counts: Counter[str] = Counter()
         self._online: bool | None = None
         self._online_seen: float | None = None
         self._updated_at: float | None = None
         self._fresh_at: float | None = None  # newest fresh evidence (see _is_fresh)
-        self._newest_merge = -math.inf
-        self._last: _LastMerge | None = None
         self._restamped: float | None = None  # time of the repeated fields in the state
         self._soc_filter = SocJumpFilter()
         self._soc_min_filter = SocJumpFilter()
-        self._filtered: dict[str, float] = {}
+        # name -> (value to report, source it was reported for): see _filtered_value.
+        self._filtered: dict[str, tuple[float, str | None]] = {}
         self._grid = GridDebouncer(confirm_sec=grid_confirm_sec)
-        self._normalized = normalize(self._fields, self._seen, model, index=self._key_index)
+        self._normalized = self._normalize(0.0)
         self._state = self._compose(0.0)
         self._settled = False  # the first accepted message always counts as a change
 
@@ -108,10 +111,9 @@ class DeviceTracker:
 
     @property
     def stats(self) -> DecodeStats:
-        self._flush_repeats()
         stats = copy.copy(self._stats)
         stats.unknown_types = dict(self._stats.unknown_types)
-        stats.raw_field_counts = dict(self._field_counts)
+        stats.raw_field_counts = self._store.field_counts()
         return stats
 
     @property
@@ -120,7 +122,7 @@ class DeviceTracker:
         return self._stats.decoded
 
     def raw_fields(self) -> dict[str, Any]:
-        return dict(self._fields)
+        return dict(self._store.fields)
 
     @property
     def state(self) -> PowerState:
@@ -149,14 +151,16 @@ class DeviceTracker:
                 self._online_seen = now
             if arrival.status_only:
                 return self._settle(now)
+            fresh = self._is_fresh(arrival, source)
+            if fresh:
+                self._fresh_at = now if self._fresh_at is None else max(self._fresh_at, now)
             if self._is_repeat(arrival, now):
                 self._restamp(now)
                 return False
             self._restamped = None  # the pass below recomputes every time
-            self._merge(arrival, now)  # 2. merge
-            self._normalized = normalize(  # 3. normalize
-                self._fields, self._seen, self.model, index=self._key_index
-            )
+            self._store.merge(arrival, now)  # 2. merge
+            self._updated_at = now if self._updated_at is None else max(self._updated_at, now)
+            self._normalized = self._normalize(now)  # 3. normalize
             self._filter_soc(now)  # 4. filter
             verdict, _ = assess_grid(self._normalized.grid_signals, now, _NEVER_STALE)  # 5. grid
             self._grid.observe(verdict, now)
@@ -170,6 +174,9 @@ class DeviceTracker:
         """The state as of `now`: grid evidence older than `stale_after_sec` does not count."""
         self._materialize()
         state = self._state
+        basis = self._normalized.soc_basis
+        if basis and now - min(basis) > self._soc_max_age:
+            state = self._aged_soc(state, now)
         signals = self._normalized.grid_signals
         pending = self._grid.candidate is not None
         if not pending and all(now - signal.seen_at <= stale_after_sec for signal in signals):
@@ -178,6 +185,16 @@ class DeviceTracker:
         if status is state.grid and evidence == state.grid_evidence:
             return state
         return replace(state, grid=status, grid_evidence=evidence)
+
+    def _aged_soc(self, state: PowerState, now: float) -> PowerState:
+        """soc_min without the readings that have grown too old by `now`."""
+        aged = self._normalize(now)
+        soc_min = aged.values.get("soc_min")
+        return replace(
+            state,
+            soc_min=soc_min,
+            soc_min_source=aged.sources.get("soc_min") if soc_min is not None else None,
+        )
 
     # --- 1. intake: what the message brought -------------------------------------
 
@@ -198,43 +215,55 @@ class DeviceTracker:
 
     # --- 2. merge -------------------------------------------------------------
 
-    def _is_repeat(self, arrival: Arrival, now: float) -> bool:
-        """The last merged message again, with nothing that could reorder sources.
+    def _is_fresh(self, arrival: Arrival, source: MessageSource) -> bool:
+        """Whether the message is evidence of the station as it is now.
 
-        Its fields then have the same values; only their time moves to `now`.
-        Sources compete by time, so this holds only if the last merge was the
-        newest by a margin (no tie with an older message), or `now` equals it.
-        Held SoC readings and pending grid changes take the full pass.
+        Not fresh: a reply that says the station is offline (the cloud
+        answering from its cache), and an HTTP quota snapshot that carries no
+        news: quota/all is always the cloud's copy, so it counts only when
+        some value differs from what was last seen. The first poll after a
+        start has nothing to differ from and does not count.
         """
-        last = self._last
+        if arrival.online is False:
+            return False
+        return source is not MessageSource.HTTP_QUOTA or self._store.carries_news(arrival)
+
+    def _normalize(self, now: float) -> Normalized:
+        store = self._store
+        store.flush()
+        return normalize(
+            store.fields,
+            store.seen,
+            self.model,
+            index=store.key_index,
+            now=now,
+            soc_max_age=self._soc_max_age,
+            pack_silent_after=self._pack_silent_after,
+        )
+
+    def _is_repeat(self, arrival: Arrival, now: float) -> bool:
+        """A repeat of the last merged message (store.py), and nothing held or pending.
+
+        Held SoC readings and pending grid changes take the full pass: a
+        repeat can confirm them.
+        """
         return (
-            last is not None
-            and arrival.signature is not None
-            and arrival.signature == last.signature
-            and (now == last.at or (now > last.at and last.at > last.newest_before))
-            and self._grid.candidate is None
+            self._grid.candidate is None
             and self._soc_filter.pending is None
             and self._soc_min_filter.pending is None
+            and self._store.is_repeat(arrival, now)
         )
 
     def _restamp(self, now: float) -> None:
         """Stages 2-6 for a repeat: the last merge's fields are now `now` old.
 
-        Nothing else changes. Times are written when something reads them
-        (`_materialize`, `_flush_repeats`): a steady device repeats itself
-        far more often than anyone looks.
+        Nothing else changes; the state catches up when read (`_materialize`).
         """
-        last = self._last
-        assert last is not None
+        before = self._store.restamp(now)
         if self._restamped is None:
-            self._restamped = last.at
-        last.at = now
-        last.repeats += 1
-        self._newest_merge = max(self._newest_merge, now)
+            self._restamped = before
         if self._updated_at is None or now > self._updated_at:
             self._updated_at = now
-        if self._fresh_at is None or now > self._fresh_at:
-            self._fresh_at = now
 
     def _materialize(self) -> None:
         """Move the repeated fields' values and grid signals to their new time."""
@@ -242,9 +271,8 @@ class DeviceTracker:
         if before is None:
             return
         self._restamped = None
-        last = self._last
-        assert last is not None
-        now = last.at
+        now = self._store.last_at
+        assert now is not None
         normalized = self._normalized
         if now != before:
             # The repeat's fields were the newest, so exactly the values and
@@ -256,6 +284,7 @@ class DeviceTracker:
                 replace(signal, seen_at=now) if signal.seen_at == before else signal
                 for signal in normalized.grid_signals
             ]
+            normalized.soc_basis = [now if at == before else at for at in normalized.soc_basis]
         self._state = replace(
             self._state,
             online=self._online,
@@ -263,52 +292,6 @@ class DeviceTracker:
             fresh_at=self._fresh_at,
             seen_at=self._seen_at(),
         )
-
-    def _flush_repeats(self) -> None:
-        """Write the times and counts of repeats, before anything reads them."""
-        last = self._last
-        if last is None or not last.repeats:
-            return
-        self._seen.update(dict.fromkeys(last.keys, last.at))
-        counts = self._field_counts
-        for key in last.keys:
-            counts[key] += last.repeats
-        last.repeats = 0
-
-    def _merge(self, arrival: Arrival, now: float) -> None:
-        self._flush_repeats()
-        fields, seen = self._fields, self._seen
-        size = len(fields)
-        keys: list[str] = []
-        for batch in arrival.batches:
-            if batch.full_snapshot and not fields.keys() <= batch.fields.keys():
-                gone = [
-                    k
-                    for k in fields
-                    if not k.startswith(_PROTOBUF_NAMESPACES) and k not in batch.fields
-                ]
-                for key in gone:
-                    del fields[key]
-                    seen.pop(key, None)
-                if gone:
-                    self._key_index.clear()
-                    size = len(fields)
-            fields.update(batch.fields)
-            seen.update(dict.fromkeys(batch.fields, now))
-            self._field_counts.update(batch.fields.keys())
-            keys.extend(batch.fields)
-        if len(fields) != size:
-            self._key_index.clear()
-        self._updated_at = now if self._updated_at is None else max(self._updated_at, now)
-        self._fresh_at = now if self._fresh_at is None else max(self._fresh_at, now)
-        self._last = _LastMerge(
-            arrival.signature,
-            tuple(keys),
-            now,
-            self._newest_merge,
-            arrival.online is not None,
-        )
-        self._newest_merge = max(self._newest_merge, now)
 
     # --- 4. filter ------------------------------------------------------------
 
@@ -331,7 +314,7 @@ class DeviceTracker:
                 self._error(
                     "rejected", f"{name} jump to {value} from {source} held (reporting {reported})"
                 )
-            self._filtered[name] = reported
+            self._filtered[name] = (reported, source)
 
     # --- 5. grid --------------------------------------------------------------
 
@@ -367,13 +350,25 @@ class DeviceTracker:
             seen["online"] = self._online_seen
         return seen
 
+    def _filtered_value(self, name: str) -> Any:
+        """The value to report: the jump filter's, while it speaks for the same source.
+
+        When the source changes without a new reading (a pack left soc_min),
+        the filter's figure belongs to the old source and the value stands.
+        """
+        normalized = self._normalized
+        if name not in normalized.values:
+            return None
+        filtered = self._filtered.get(name)
+        if filtered is not None and filtered[1] == normalized.sources.get(name):
+            return filtered[0]
+        return normalized.values[name]
+
     def _compose(self, now: float) -> PowerState:
         normalized: Normalized = self._normalized
         values = normalized.values
-        soc = self._filtered.get("soc", values.get("soc")) if "soc" in values else None
-        soc_min = (
-            self._filtered.get("soc_min", values.get("soc_min")) if "soc_min" in values else None
-        )
+        soc = self._filtered_value("soc")
+        soc_min = self._filtered_value("soc_min")
         status, evidence = self._grid_verdict(normalized.grid_signals, now, _NEVER_STALE)
         return PowerState(
             sn=self.sn or self.payload_sn or "",
