@@ -188,6 +188,18 @@ def dashboard_view(
     return _rename_agent(view, agent_id)
 
 
+def with_history_hours(view: dict[str, Any], hours: int) -> dict[str, Any]:
+    """The view with its history graphs over ``hours`` (a demo has minutes of history)."""
+    title = "Last hour" if hours == 1 else f"Last {hours} hours"
+    cards = [
+        {**card, "hours_to_show": hours, "title": title}
+        if card.get("type") == "history-graph"
+        else card
+        for card in view.get("cards", [])
+    ]
+    return {**view, "cards": cards}
+
+
 def _rename_agent(node: Any, agent_id: str) -> Any:
     """The agent's own id where the doc says "nas": the ping target, labels, names."""
     if isinstance(node, dict):
@@ -731,6 +743,8 @@ async def ensure_dashboard(ha: HomeAssistant, *, station: str, agent_id: str) ->
             agent_entity_prefix=agent_prefix,
             agent_id=agent_id,
         )
+        # The doc's graph spans 24 h; the demo's history is minutes old.
+        view = with_history_hours(view, 1)
         wanted = {"title": DASHBOARD_TITLE, "views": [view]}
         dashboards = (await call("lovelace/dashboards/list")).get("result") or []
         if not any(d.get("url_path") == DASHBOARD_URL for d in dashboards):

@@ -92,3 +92,12 @@ def test_a_doc_without_exactly_one_yaml_block_is_refused() -> None:
     with pytest.raises(boot.BootstrapError):
         boot.dashboard_view("no example here", station_prefix="x", agent_entity_prefix="y",
                             agent_id="z")  # fmt: skip
+
+
+def test_the_demo_graphs_span_the_last_hour_and_the_doc_stays_as_written() -> None:
+    view = _demo_view()
+    demo = boot.with_history_hours(view, 1)
+    graphs = [card for card in demo["cards"] if card["type"] == "history-graph"]
+    assert [(g["hours_to_show"], g["title"]) for g in graphs] == [(1, "Last hour")]
+    assert next(c for c in view["cards"] if c["type"] == "history-graph")["hours_to_show"] == 24
+    assert demo["cards"][:3] == view["cards"][:3]
