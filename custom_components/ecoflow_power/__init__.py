@@ -16,6 +16,7 @@ from .device_selection import devices_to_manage
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .entity import station_device_info
 from .policy_coordinator import PolicyCoordinator
+from .restore_coordinator import WakeCoordinator
 from .services import async_setup_services
 
 CONFIG_SCHEMA = cv.config_entry_only_config_schema(DOMAIN)
@@ -61,6 +62,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.runtime_data.policy = policy
     await policy.async_start()
     entry.async_on_unload(policy.async_stop)
+    wake = WakeCoordinator(hass, entry, telemetry, policy)
+    entry.runtime_data.wake = wake
+    await wake.async_start()
+    entry.async_on_unload(wake.async_stop)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

@@ -58,6 +58,7 @@ from .coordinator import EcoflowConfigEntry
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
+from .options_restore import RestoreOptionsSteps
 from .policy.protocol import is_valid_agent_id
 from .policy.settings import PolicySettings
 
@@ -326,7 +327,7 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-class EcoflowOptionsFlow(OptionsFlowWithReload):
+class EcoflowOptionsFlow(RestoreOptionsSteps, OptionsFlowWithReload):
     """Devices and telemetry, the shutdown policy of each station, and host agents."""
 
     def __init__(self) -> None:
@@ -356,6 +357,10 @@ class EcoflowOptionsFlow(OptionsFlowWithReload):
             menu += ["policy", "add_agent"]
         if self._entry.options.get(CONF_AGENTS):
             menu += ["edit_agent", "remove_agent"]
+        if self._stations():
+            menu += ["restore"]
+        if self._entry.options.get(CONF_AGENTS):
+            menu += ["wake_target"]
         return self.async_show_menu(step_id="init", menu_options=menu)
 
     async def async_step_telemetry(

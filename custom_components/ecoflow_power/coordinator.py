@@ -38,6 +38,7 @@ from .issues import clear_repair, raise_repair
 
 if TYPE_CHECKING:
     from .policy_coordinator import PolicyCoordinator
+    from .restore_coordinator import WakeCoordinator
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -53,6 +54,7 @@ class EcoflowRuntimeData:
     client: EcoflowApiClient
     telemetry: EcoflowTelemetryCoordinator
     policy: PolicyCoordinator | None = None
+    wake: WakeCoordinator | None = None
 
 
 type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]

@@ -291,6 +291,12 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
                 "Publishing to %s is delayed (%s); it is re-sent until acknowledged", topic, err
             )
 
+    def fire_policy_event(
+        self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
+    ) -> None:
+        """Fire one `ecoflow_power_event` for a station (or one of its agents)."""
+        self._fire_event(sn, event_type, data, agent=agent)
+
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
     ) -> None:

@@ -401,6 +401,7 @@ async def e2e(
         policy: dict[str, Any] | None = None,
         stale_after_sec: int = 30,
         grid_confirm_sec: int = 1,
+        options: dict[str, Any] | None = None,
     ) -> Env:
         devices = list(devices)
         sn = devices[0].sn
@@ -466,6 +467,7 @@ async def e2e(
                     for agent_id, options in agents.items()
                 },
                 CONF_POLICY: {sn: FAST_POLICY | (policy or {})},
+                **(options or {}),
             },
         )
         entry.add_to_hass(hass)
