@@ -19,7 +19,7 @@ from custom_components.ecoflow_power.agents import (
     agent_id_from_identifier,
 )
 from custom_components.ecoflow_power.const import CONF_AGENTS, DOMAIN
-from custom_components.ecoflow_power.device_trigger import async_get_triggers
+from custom_components.ecoflow_power.device_trigger import AGENT_TRIGGERS, async_get_triggers
 
 from .conftest import RIVER3_SN, make_entry
 
@@ -39,11 +39,11 @@ async def test_an_agent_device_offers_the_agent_triggers(
     )
     assert agent is not None
     triggers = await async_get_device_automations(hass, DeviceAutomationType.TRIGGER, agent.id)
-    assert {t["type"] for t in triggers if t["domain"] == DOMAIN} == {
-        "agent_offline",
-        "shutdown_sent",
-        "shutdown_aborted",
-    }
+    types = {t["type"] for t in triggers if t["domain"] == DOMAIN}
+    # What happens to this host, not to the station: no grid or battery triggers.
+    assert types == set(AGENT_TRIGGERS)
+    assert {"agent_offline", "shutdown_sent", "shutdown_aborted"} <= types
+    assert not types & {"grid_lost", "grid_restored", "battery_critical"}
 
 
 async def test_devices_that_are_not_ours_or_gone_have_no_triggers(
