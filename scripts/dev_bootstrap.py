@@ -64,6 +64,7 @@ DASHBOARD_DOC = ROOT / "docs" / "dashboard.md"
 DASHBOARD_URL = "ecoflow-ups"  # a storage dashboard's url_path needs a hyphen
 DASHBOARD_TITLE = "UPS"
 DASHBOARD_ICON = "mdi:battery-charging-high"
+DEMO_HISTORY_HOURS = 0.25
 
 
 class BootstrapError(Exception):
@@ -186,6 +187,21 @@ def dashboard_view(
     text = re.sub(r"\.rack_", f".{station_prefix}_", text)
     view = yaml.safe_load(text)
     return _rename_agent(view, agent_id)
+
+
+def with_history_hours(view: dict[str, Any], hours: float) -> dict[str, Any]:
+    """The view with its history graphs over ``hours`` (a demo has minutes of history)."""
+    if hours < 1:
+        title = f"Last {round(hours * 60)} minutes"
+    else:
+        title = "Last hour" if hours == 1 else f"Last {hours:g} hours"
+    cards = [
+        {**card, "hours_to_show": hours, "title": title}
+        if card.get("type") == "history-graph"
+        else card
+        for card in view.get("cards", [])
+    ]
+    return {**view, "cards": cards}
 
 
 def _rename_agent(node: Any, agent_id: str) -> Any:
@@ -731,6 +747,8 @@ async def ensure_dashboard(ha: HomeAssistant, *, station: str, agent_id: str) ->
             agent_entity_prefix=agent_prefix,
             agent_id=agent_id,
         )
+        # The doc's graph spans 24 h; a demo outage lasts minutes.
+        view = with_history_hours(view, DEMO_HISTORY_HOURS)
         wanted = {"title": DASHBOARD_TITLE, "views": [view]}
         dashboards = (await call("lovelace/dashboards/list")).get("result") or []
         if not any(d.get("url_path") == DASHBOARD_URL for d in dashboards):

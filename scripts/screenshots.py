@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 from collections.abc import Callable
+from datetime import datetime
 import json
 import os
 from pathlib import Path
@@ -31,9 +32,12 @@ import signal
 import subprocess
 import sys
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 import urllib.error
 import urllib.request
+
+if TYPE_CHECKING:
+    from playwright.sync_api import Page
 
 ROOT = Path(__file__).resolve().parent.parent
 TOKEN_FILE = ROOT / "config" / ".dev" / "ha-token"
@@ -53,7 +57,8 @@ USERNAME = PASSWORD = "dev"
 STATION = "river_3_simulated"  # the demo's station, see docs/demo.md
 AGENT = "agent_demo_host"
 DASHBOARD_PATH = "/ecoflow-ups/ups"
-VIEWPORT = {"width": 1280, "height": 900}
+VIEWPORT = {"width": 1440, "height": 1000}
+DEMO_COOLDOWN_SEC = 180  # the demo policy's cooldown (scripts/dev_bootstrap.py DEMO_POLICY)
 
 
 def say(message: str) -> None:
@@ -150,14 +155,46 @@ def stop_demo(process: subprocess.Popen[bytes]) -> None:
         process.kill()
 
 
-def outage(demo: Demo) -> None:
-    """Grid lost, battery draining fast: wait for the shutdown countdown and the agent's ack."""
+def battery(demo: Demo) -> float:
+    try:
+        return float(demo.state(f"sensor.{STATION}_battery") or "nan")
+    except ValueError:
+        return float("nan")
+
+
+def charge(demo: Demo) -> None:
+    """Grid on and a nearly full battery, the station steady."""
+    demo.simulate("restore", "--charge", "30")
+    wait_until("a charged battery", lambda: battery(demo) >= 95, 180)
     demo.simulate("steady")
     wait_until(
         "grid power on", lambda: demo.state(f"binary_sensor.{STATION}_grid_power") == "on", 60
     )
+
+
+def wait_for_cooldown(demo: Demo) -> None:
+    """No new automatic shutdown within the demo policy's cooldown of the last one."""
+    last = demo.state(f"sensor.{AGENT}_last_command_time")
+    try:
+        age = time.time() - datetime.fromisoformat(last or "").timestamp()
+    except ValueError:
+        return
+    if (wait := DEMO_COOLDOWN_SEC + 5 - age) > 0:
+        say(f"waiting {wait:.0f} s for the policy's cooldown after the last shutdown")
+        time.sleep(wait)
+
+
+def outage(demo: Demo) -> None:
+    """Grid lost, battery draining: wait for the shutdown countdown and the agent's ack."""
+    charge(demo)
+    wait_until(
+        "policy normal",
+        lambda: demo.state(f"sensor.{STATION}_shutdown_policy") == "normal",
+        60,
+    )
+    wait_for_cooldown(demo)
     say("cutting the grid of the simulated River 3")
-    demo.simulate("outage", "--drain", "5")
+    demo.simulate("outage", "--drain", "2")
     wait_until(
         "the shutdown",
         lambda: demo.state(f"sensor.{STATION}_shutdown_policy") == "shutdown_sent",
@@ -172,13 +209,10 @@ def outage(demo: Demo) -> None:
 
 
 def shoot(demo: Demo, out: Path) -> None:
-    from playwright.sync_api import Page, sync_playwright  # noqa: PLC0415 (optional dependency)
+    from playwright.sync_api import sync_playwright  # noqa: PLC0415 (optional dependency)
 
     device_id = demo.template(f"{{{{ device_id('sensor.{STATION}_battery') }}}}")
     out.mkdir(parents=True, exist_ok=True)
-
-    def settle(page: Page) -> None:
-        page.wait_for_timeout(2500)  # cards fade in, history loads
 
     with sync_playwright() as playwright:
         browser = playwright.chromium.launch(
@@ -188,33 +222,55 @@ def shoot(demo: Demo, out: Path) -> None:
             viewport=VIEWPORT, locale="en-US", timezone_id="UTC", color_scheme="light"
         )
         page = context.new_page()
-        page.goto(demo.ha_url + "/")
-        page.locator("input[name=username]").fill(USERNAME)
-        page.locator("input[name=password]").fill(PASSWORD)
-        page.keyboard.press("Enter")
-        page.wait_for_url(lambda url: "/auth/" not in url, timeout=60_000)
+        try:
+            take_pictures(page, demo, device_id, out)
+        except Exception:
+            failure = DEVELOP_LOG.parent / "screenshots-failure.png"
+            page.screenshot(path=str(failure))
+            say(f"failed on {page.url}; what the browser showed: {failure}")
+            raise
+        finally:
+            browser.close()
 
-        page.goto(f"{demo.ha_url}/config/devices/device/{device_id}")
-        page.get_by_text("Shutdown policy", exact=True).first.wait_for(timeout=60_000)
-        settle(page)
-        page.screenshot(path=str(out / "device-page.png"))
-        say(f"wrote {out / 'device-page.png'}")
 
-        page.goto(demo.ha_url + DASHBOARD_PATH)
-        page.locator("hui-gauge-card").first.wait_for(timeout=60_000)
-        settle(page)
-        page.screenshot(path=str(out / "dashboard.png"))
-        say(f"wrote {out / 'dashboard.png'}")
+def settle(page: Page, seconds: float = 3) -> None:
+    """Cards fade in and graphs draw; the pointer rests where it highlights nothing."""
+    page.mouse.move(VIEWPORT["width"] - 5, VIEWPORT["height"] - 5)
+    page.wait_for_timeout(seconds * 1000)
 
-        page.goto(demo.ha_url + "/config/integrations/integration/ecoflow_power")
-        page.get_by_role("button", name="Configure").first.click(timeout=60_000)
-        page.get_by_text("Shutdown policy of a power station").first.click(timeout=30_000)
-        page.get_by_text("Battery threshold").first.wait_for(timeout=30_000)
-        settle(page)
-        page.screenshot(path=str(out / "options-flow.png"))
-        say(f"wrote {out / 'options-flow.png'}")
-        page.keyboard.press("Escape")
-        browser.close()
+
+def take_pictures(page: Page, demo: Demo, device_id: str, out: Path) -> None:
+    """Sign in, then the three pictures."""
+    page.goto(demo.ha_url + "/")
+    page.locator("input[name=username]").fill(USERNAME)
+    page.locator("input[name=password]").fill(PASSWORD)
+    page.keyboard.press("Enter")
+    # Signed in once the frontend has traded the code for tokens and kept them
+    # ("Keep me logged in"); navigating earlier lands on the login page again.
+    page.wait_for_function("() => localStorage.getItem('hassTokens') !== null", timeout=60_000)
+    page.locator("ha-sidebar").first.wait_for(timeout=60_000)
+
+    page.goto(f"{demo.ha_url}/config/devices/device/{device_id}")
+    page.get_by_text("Battery (weakest pack)").first.wait_for(timeout=60_000)
+    settle(page)
+    page.screenshot(path=str(out / "device-page.png"))
+    say(f"wrote {out / 'device-page.png'}")
+
+    page.goto(demo.ha_url + DASHBOARD_PATH)
+    page.locator("hui-gauge-card").first.wait_for(timeout=60_000)
+    page.locator("hui-history-graph-card").first.wait_for(timeout=60_000)
+    settle(page, 8)  # the history is fetched and drawn last
+    page.screenshot(path=str(out / "dashboard.png"))
+    say(f"wrote {out / 'dashboard.png'}")
+
+    page.goto(demo.ha_url + "/config/integrations/integration/ecoflow_power")
+    page.get_by_role("button", name="Configure").first.click(timeout=60_000)
+    page.get_by_text("Shutdown policy of a power station").first.click(timeout=30_000)
+    page.get_by_text("Battery threshold").first.wait_for(timeout=30_000)
+    settle(page)
+    page.screenshot(path=str(out / "options-flow.png"))
+    say(f"wrote {out / 'options-flow.png'}")
+    page.keyboard.press("Escape")
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -244,10 +300,8 @@ def main(argv: list[str] | None = None) -> int:
         outage(demo)
         shoot(demo, Path(args.out))
     finally:
-        say("grid back, station steady")
-        demo.simulate("restore")
-        time.sleep(15)
-        demo.simulate("steady")
+        say("grid back, battery charged, station steady")
+        charge(demo)
         if started is not None and not args.keep_running:
             stop_demo(started)
     return 0

@@ -92,3 +92,17 @@ def test_a_doc_without_exactly_one_yaml_block_is_refused() -> None:
     with pytest.raises(boot.BootstrapError):
         boot.dashboard_view("no example here", station_prefix="x", agent_entity_prefix="y",
                             agent_id="z")  # fmt: skip
+
+
+@pytest.mark.parametrize(
+    ("hours", "title"), [(0.25, "Last 15 minutes"), (1, "Last hour"), (6, "Last 6 hours")]
+)
+def test_the_demo_graphs_span_minutes_and_the_doc_stays_as_written(
+    hours: float, title: str
+) -> None:
+    view = _demo_view()
+    demo = boot.with_history_hours(view, hours)
+    graphs = [card for card in demo["cards"] if card["type"] == "history-graph"]
+    assert [(g["hours_to_show"], g["title"]) for g in graphs] == [(hours, title)]
+    assert next(c for c in view["cards"] if c["type"] == "history-graph")["hours_to_show"] == 24
+    assert demo["cards"][:3] == view["cards"][:3]

@@ -11,7 +11,8 @@ import pytest
 
 from tests.helpers.mosquitto import running_broker
 
-README = Path(__file__).resolve().parent.parent / "README.md"
+ROOT = Path(__file__).resolve().parent.parent
+README = ROOT / "README.md"
 
 
 def removal_commands() -> list[list[str]]:
@@ -69,3 +70,14 @@ def test_the_removal_commands_list_then_clear_the_agents_retained_topics(
             broker.port,
         ).stdout
         assert "zigbee2mqtt/bridge/state online" in others
+
+
+def test_the_removal_names_every_file_the_integration_keeps_in_storage() -> None:
+    section = README.read_text().split("## Removal", 1)[1].split("\n## ", 1)[0]
+    source = "\n".join(
+        path.read_text() for path in (ROOT / "custom_components" / "ecoflow_power").glob("*.py")
+    )
+    kinds = set(re.findall(r'f"\{DOMAIN\}\.\{entry\.entry_id\}\.(\w+)"', source))
+    assert kinds, "no per-entry Store found: the pattern needs updating"
+    for kind in kinds:
+        assert f"`.storage/ecoflow_power.<entry id>.{kind}`" in section, kind

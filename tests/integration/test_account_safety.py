@@ -273,3 +273,25 @@ async def test_reauth_of_an_old_entry_onto_another_configured_account_aborts(
     assert result["type"] is FlowResultType.ABORT
     assert result["reason"] == "already_configured"
     assert entry.data[CONF_ACCESS_KEY] == ACCESS_KEY
+
+
+async def test_an_entry_from_a_newer_version_is_left_as_it_is(
+    hass: HomeAssistant, mock_client: AsyncMock, accounts: dict[str, str], fake_session
+) -> None:
+    # After a downgrade: same major version, a minor version this code does not know.
+    entry = make_entry()
+    newer = MockConfigEntry(
+        domain=DOMAIN,
+        title=entry.title,
+        unique_id="set-by-a-newer-version",
+        minor_version=CONFIG_MINOR_VERSION + 1,
+        data=dict(entry.data),
+        options=dict(entry.options),
+    )
+    newer.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(newer.entry_id)
+    await hass.async_block_till_done()
+    assert newer.state is ConfigEntryState.LOADED
+    assert newer.unique_id == "set-by-a-newer-version"
+    assert newer.minor_version == CONFIG_MINOR_VERSION + 1
+    mock_client.certification.assert_not_called()
