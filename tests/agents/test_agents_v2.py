@@ -169,6 +169,8 @@ def test_agent_restarted_mid_countdown_executes_at_the_commit_point(harness: Har
     executing = harness.collector.wait_ack(cmd["id"], "executing", timeout=10)
     commit = cmd["issued_at"] + 5
     assert commit - 1 <= executing["at"] <= commit + 2
+    wait_execution(harness)
+    time.sleep(1.0)
     assert executions(harness) == 1
 
 
