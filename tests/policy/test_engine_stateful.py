@@ -1,15 +1,18 @@
-"""Random telemetry, acks, arm switches and clock jumps against the engine's invariants.
+"""Random telemetry, acks, agent returns, arm switches, test runs and clock jumps.
 
-An independent model of the condition (threshold, hysteresis, UNKNOWN, stale
-fail-safe) runs next to the engine. After every step:
+An independent model of the documented rules (threshold, hysteresis, UNKNOWN,
+stale fail-safe, on-battery time accumulated until the grid is back for
+restore_confirm_sec) runs next to the engine. After every step:
 
 - safety: no shutdown (new or resent) unless the grid was last seen LOST;
-  no abort at or after the commit point of the shutdown it targets; never two
-  shutdowns with distinct ids to one agent inside the cooldown; a resend is the
-  original payload byte for byte;
-- liveness: once the condition is due (debounce elapsed, or stale after a
-  loss), the engine is armed and the agent is out of cooldown, a shutdown has
-  gone out by the end of that very step;
+  never a new shutdown while the previous one is pending on the agent (live,
+  before its commit point); no abort at or after the commit point of the
+  shutdown it targets; a resend is the original payload byte for byte;
+- liveness: whenever the condition has held for the debounce (or the stale
+  fail-safe) and the engine is armed, the agent has a live shutdown, whatever
+  came before (aborts, test runs, refusals, earlier outages): one the engine
+  did not abort, that the grid's return did not release, and, past its commit
+  point, still inside the retry spacing of the cooldown;
 - scheduling: next_deadline() is in the future (the glue never busy-loops).
 """
 
@@ -62,10 +65,29 @@ STEPS = st.one_of(
 class SentShutdown:
     at: float
     payload: dict[str, Any]
+    aborted: bool = False  # the engine published an abort for it (and it did not lose)
+    terminal: bool = False  # the agent ended it (rejected / expired / aborted ack)
+    committed: bool = False  # executing, or an abort refused too_late
+    acked: bool = False
+    released: bool = False  # the outage ended, or the agent came back after it
+    grid_restored: bool = False
 
     @property
     def commit_at(self) -> int:
         return self.payload["issued_at"] + self.payload["delay_sec"]
+
+    @property
+    def expires_at(self) -> int:
+        return self.payload["issued_at"] + self.payload["ttl_sec"]
+
+    def live(self) -> bool:
+        return not self.terminal and (not self.aborted or self.committed)
+
+    def past_commit(self, now: float) -> bool:
+        return self.committed or now >= self.commit_at
+
+    def pending(self, now: float) -> bool:
+        return self.live() and not self.past_commit(now)
 
 
 @dataclass
@@ -76,29 +98,71 @@ class Model:
     grid: GridStatus | None = None
     fresh_at: float | None = None
     armed: bool = True
+    present_since: float | None = None
+    restored: bool = False
     since: dict[str, float | None] = field(default_factory=dict)
+    held: dict[str, float | None] = field(default_factory=dict)
 
-    def observe(self, grid: GridStatus, soc: float | None, now: float) -> None:
+    def settle(self, now: float, shutdowns: dict[str, list[SentShutdown]]) -> None:
+        """The grid back for restore_confirm_sec: the outage is over."""
+        if self.present_since is None or self.restored:
+            return
+        if now < self.present_since + self.settings.restore_confirm_sec:
+            return
+        self.restored = True
+        for agent in AGENTS:
+            self.since[agent.agent_id] = self.held[agent.agent_id] = None
+            sent = shutdowns[agent.agent_id]
+            if sent and (sent[-1].terminal or sent[-1].past_commit(now)):
+                sent[-1].released = True
+
+    def observe(
+        self,
+        grid: GridStatus,
+        soc: float | None,
+        now: float,
+        shutdowns: dict[str, list[SentShutdown]],
+    ) -> None:
+        self.settle(now, shutdowns)
         if grid is GridStatus.UNKNOWN:
             return
         self.grid = grid
         if grid is GridStatus.CONNECTED or soc is not None or self.fresh_at is None:
             self.fresh_at = now
+        if grid is GridStatus.CONNECTED:
+            if self.present_since is None:
+                self.present_since = now
+            for agent in AGENTS:
+                since = self.since.get(agent.agent_id)
+                if since is not None:
+                    held = self.held.get(agent.agent_id) or 0.0
+                    self.held[agent.agent_id] = held + now - since
+                    self.since[agent.agent_id] = None
+                sent = shutdowns[agent.agent_id]
+                if sent:
+                    sent[-1].grid_restored = True
+            self.settle(now, shutdowns)
+            return
+        self.present_since = None
+        self.restored = False
         for agent in AGENTS:
+            aid = agent.agent_id
             threshold = agent.threshold(self.settings)
-            if grid is GridStatus.CONNECTED:
-                self.since[agent.agent_id] = None
+            if soc is not None and soc > threshold + self.settings.hysteresis_pct:
+                self.since[aid] = self.held[aid] = None  # clear
+            elif self.since.get(aid) is not None:
+                pass  # running: keeps running
+            elif self.held.get(aid) is not None:
+                self.since[aid] = now  # resumes
             elif soc is not None and soc <= threshold:
-                if self.since.get(agent.agent_id) is None:
-                    self.since[agent.agent_id] = now
-            elif soc is not None and soc > threshold + self.settings.hysteresis_pct:
-                self.since[agent.agent_id] = None
+                self.since[aid] = now
 
     def due_at(self, agent_id: str, now: float) -> float | None:
         due = None
         since = self.since.get(agent_id)
         if since is not None:
-            due = since + self.settings.debounce_sec
+            left = self.settings.debounce_sec - (self.held.get(agent_id) or 0.0)
+            due = since + max(0.0, left)
         if self.grid is GridStatus.LOST and self.fresh_at is not None:
             stale_at = self.fresh_at + self.settings.stale_after_sec
             if now >= stale_at:
@@ -111,7 +175,7 @@ class PolicyMachine(RuleBasedStateMachine):
         super().__init__()
         self.clock = FakeClock(T0)
         self.shutdowns: dict[str, list[SentShutdown]] = {a.agent_id: [] for a in AGENTS}
-        self.abort_commit: dict[str, int] = {}  # abort id -> commit point of its target
+        self.abort_target: dict[str, SentShutdown] = {}  # abort id -> the shutdown it targets
         self.last_command: dict[str, str] = {}
         self.engine: PolicyEngine
         self.model: Model
@@ -121,9 +185,10 @@ class PolicyMachine(RuleBasedStateMachine):
         stale=st.sampled_from([60, 120]),
         delay=st.sampled_from([0, 30, 60]),
         ttl=st.sampled_from([20, 300]),
-        cooldown=st.sampled_from([30, 600]),
+        cooldown=st.sampled_from([0, 30, 600]),
         resend=st.sampled_from([5, 15]),
         hysteresis=st.sampled_from([0, 2]),
+        confirm=st.sampled_from([0, 15, 60]),
     )
     def setup(
         self,
@@ -135,6 +200,7 @@ class PolicyMachine(RuleBasedStateMachine):
         cooldown: int,
         resend: int,
         hysteresis: float,
+        confirm: int,
     ) -> None:
         policy = PolicySettings(
             debounce_sec=debounce,
@@ -144,6 +210,7 @@ class PolicyMachine(RuleBasedStateMachine):
             cooldown_sec=cooldown,
             resend_interval_sec=resend,
             hysteresis_pct=hysteresis,
+            restore_confirm_sec=confirm,
         )
         self.engine = PolicyEngine("DEV", policy, AGENTS, clock=self.clock, id_factory=Ids())
         self.model = Model(policy)
@@ -153,12 +220,13 @@ class PolicyMachine(RuleBasedStateMachine):
     @rule(dt=STEPS, grid=GRIDS, soc=SOCS)
     def reading(self, dt: float, grid: GridStatus, soc: float | None) -> None:
         now = self.clock.advance(dt)
-        self.model.observe(grid, soc, now)
+        self.model.observe(grid, soc, now, self.shutdowns)
         self.check(self.engine.update(PolicyTelemetry(grid, soc, None, now)))
 
     @rule(dt=STEPS)
     def tick(self, dt: float) -> None:
         self.clock.advance(dt)
+        self.model.settle(self.clock.now, self.shutdowns)
         self.check(self.engine.tick())
 
     @rule(grid=GRIDS, soc=SOCS)
@@ -167,7 +235,7 @@ class PolicyMachine(RuleBasedStateMachine):
         deadline = self.engine.next_deadline()
         if deadline is not None:
             self.clock.now = deadline
-        self.model.observe(grid, soc, self.clock.now)
+        self.model.observe(grid, soc, self.clock.now, self.shutdowns)
         self.check(self.engine.update(PolicyTelemetry(grid, soc, None, self.clock.now)))
 
     @rule()
@@ -177,6 +245,7 @@ class PolicyMachine(RuleBasedStateMachine):
         if deadline is None:
             return
         self.clock.now = deadline
+        self.model.settle(self.clock.now, self.shutdowns)
         self.check(self.engine.tick())
 
     @rule(
@@ -190,12 +259,49 @@ class PolicyMachine(RuleBasedStateMachine):
             return
         detail = "too_late: commit passed" if too_late else ""
         ack = Ack(command_id, agent, status, int(self.clock.now), detail)
+        self.model.settle(self.clock.now, self.shutdowns)
+        sent = self.shutdowns[agent]
+        target = self.abort_target.get(command_id)
+        if sent and sent[-1].payload["id"] == command_id:
+            shutdown = sent[-1]
+            shutdown.acked = True
+            if status is AckStatus.EXECUTING:
+                shutdown.committed = True
+            elif status in (AckStatus.ABORTED, AckStatus.EXPIRED, AckStatus.REJECTED):
+                shutdown.terminal = True
+        elif target is not None and target is (sent[-1] if sent else None):
+            if status is AckStatus.ABORTED:
+                target.aborted = True
+            elif status in (AckStatus.EXPIRED, AckStatus.REJECTED) and too_late:
+                target.committed = True  # the abort lost the race
         self.check(self.engine.handle_ack(agent, ack))
 
     @rule(armed=st.booleans())
     def arm(self, armed: bool) -> None:
+        self.model.settle(self.clock.now, self.shutdowns)
         self.model.armed = armed
         self.check(self.engine.set_armed(armed))
+
+    @rule(agent=st.sampled_from([a.agent_id for a in AGENTS]))
+    def agent_returns(self, agent: str) -> None:
+        """The agent (re)connects now: what it never confirmed is given to it again."""
+        now = self.clock.now
+        self.model.settle(now, self.shutdowns)
+        self.check(self.engine.agent_online(agent, False))
+        sent = self.shutdowns[agent]
+        if sent and not sent[-1].released:
+            s = sent[-1]
+            came_back = now > s.commit_at or (s.terminal and not s.aborted)
+            expired = not s.acked and s.live() and not s.grid_restored and now >= s.expires_at
+            if came_back or expired:
+                s.released = True
+        self.check(self.engine.agent_online(agent, True, since=now))
+
+    @rule(agent=st.sampled_from([a.agent_id for a in AGENTS]))
+    def test_run(self, agent: str) -> None:
+        """A dry-run manual shutdown: publishes nothing and changes no outcome."""
+        self.model.settle(self.clock.now, self.shutdowns)
+        self.check(self.engine.manual_shutdown([agent], dry_run=True, reason="test"))
 
     # -- checks ---------------------------------------------------------------------
 
@@ -215,13 +321,18 @@ class PolicyMachine(RuleBasedStateMachine):
                     assert payload == sent[-1].payload, "resend differs from the original"
                 else:
                     if sent:
-                        assert payload["id"] != sent[-1].payload["id"]
-                        assert now >= sent[-1].at + cooldown, "two shutdowns inside cooldown"
+                        previous = sent[-1]
+                        assert payload["id"] != previous.payload["id"]
+                        assert not previous.pending(now) or previous.released, (
+                            "a second shutdown while one is pending on the agent"
+                        )
                     sent.append(SentShutdown(now, payload))
             elif effect.action is CommandAction.ABORT:
                 assert sent, "abort without a shutdown"
-                commit_at = self.abort_commit.setdefault(payload["id"], sent[-1].commit_at)
-                assert now < commit_at, "abort at or after the commit point"
+                target = self.abort_target.setdefault(payload["id"], sent[-1])
+                assert now < target.commit_at, "abort at or after the commit point"
+                assert not target.committed, "abort of a shutdown the agent is executing"
+                target.aborted = True
         for agent in AGENTS:
             if not self.model.armed:
                 continue
@@ -229,8 +340,15 @@ class PolicyMachine(RuleBasedStateMachine):
             if due is None or now < due:
                 continue
             sent = self.shutdowns[agent.agent_id]
-            cooled = not sent or now >= sent[-1].at + cooldown
-            assert not cooled, f"{agent.agent_id}: condition due since {due}, no shutdown at {now}"
+            last = sent[-1] if sent else None
+            assert last is not None, f"{agent.agent_id}: due since {due}, never a shutdown"
+            assert not last.released, f"{agent.agent_id}: due since {due}, only an old one"
+            held_back = last.terminal or last.past_commit(now)
+            if last.aborted and not last.committed:
+                raise AssertionError(f"{agent.agent_id}: due since {due}, last one aborted")
+            if held_back and cooldown > 0:
+                retry_at = max(last.commit_at, last.at + cooldown)
+                assert now < retry_at, f"{agent.agent_id}: due, no retry at {now} >= {retry_at}"
 
     @invariant()
     def deadline_in_future(self) -> None:

@@ -12,6 +12,7 @@ from .effects import (
     RepairChange,
 )
 from .engine import PolicyEngine
+from .persistence import PolicyStateError
 from .protocol import (
     DEFAULT_PREFIX,
     PROTOCOL_VERSION,
@@ -34,6 +35,7 @@ from .protocol import (
 )
 from .settings import AgentBinding, PolicySettings
 from .status import AgentView, PolicyState, PolicyStatus
+from .supply import FeedRule, SupplyBoard
 from .telemetry import PolicyTelemetry
 
 __all__ = [
@@ -54,14 +56,17 @@ __all__ = [
     "DecisionMode",
     "Effect",
     "EmitEvent",
+    "FeedRule",
     "PolicyEngine",
     "PolicyEvent",
     "PolicySettings",
     "PolicyState",
+    "PolicyStateError",
     "PolicyStatus",
     "PolicyTelemetry",
     "PublishCommand",
     "RepairChange",
+    "SupplyBoard",
     "ack_topic",
     "build_command",
     "canonical_json",

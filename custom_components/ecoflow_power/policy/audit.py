@@ -16,6 +16,10 @@ class AuditKind(StrEnum):
     GRID_RESTORED = "grid_restored"
     TIMER_STARTED = "timer_started"
     TIMER_CANCELLED = "timer_cancelled"
+    TIMER_PAUSED = "timer_paused"  # grid back, not yet for restore_confirm_sec
+    TIMER_RESUMED = "timer_resumed"  # grid lost again before that
+    AGENT_ONLINE = "agent_online"
+    CLOCK_STEP = "clock_step"
     TELEMETRY_STALE = "telemetry_stale"
     TELEMETRY_RESTORED = "telemetry_restored"
     SHUTDOWN = "shutdown"

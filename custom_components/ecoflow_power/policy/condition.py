@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from enum import StrEnum
+import math
 
 from custom_components.ecoflow_power.ecoflow.state import GridStatus
 
@@ -17,8 +18,21 @@ class Verdict(StrEnum):
     UNKNOWN = "unknown"  # no evidence either way: neither starts nor cancels
 
 
-def evaluate(reading: PolicyTelemetry, threshold: float, settings: PolicySettings) -> Verdict:
-    """Classify one reading for an agent whose shutdown threshold is `threshold`."""
+def evaluate(
+    reading: PolicyTelemetry,
+    threshold: float,
+    settings: PolicySettings,
+    *,
+    smoothed_runtime: float | None = None,
+) -> Verdict:
+    """Classify one reading for an agent whose shutdown threshold is `threshold`.
+
+    `smoothed_runtime` is the runtime figure smoothed over recent readings
+    (decision.py): the raw figure can start a timer (never later than without
+    smoothing), but only a recovery that the smoothed figure confirms clears it.
+    A reading without a runtime figure ("not applicable") is judged on the
+    smoothed one, so it holds a running runtime timer instead of clearing it.
+    """
     if reading.grid is GridStatus.CONNECTED:
         return Verdict.CLEAR
     if reading.grid is not GridStatus.LOST:
@@ -33,9 +47,27 @@ def evaluate(reading: PolicyTelemetry, threshold: float, settings: PolicySetting
         # Without a SoC we cannot rule the battery out as low: never clear on
         # missing evidence, only on positive evidence of a healthy battery.
         return Verdict.UNKNOWN
-    if soc <= threshold + settings.hysteresis_pct:
+    runtime_clear = True
+    if limit is not None:
+        band = limit + settings.runtime_hysteresis_min
+        raw_clear = runtime is None or runtime > band
+        runtime_clear = raw_clear and (smoothed_runtime is None or smoothed_runtime > band)
+    if soc <= threshold + settings.hysteresis_pct or not runtime_clear:
         return Verdict.HOLD
     return Verdict.CLEAR
+
+
+def smooth(previous: float | None, value: float, dt: float, tau: float) -> float:
+    """Pessimistic smoothing: follows a drop at once, a rise only over time.
+
+    An exponential moving average (time constant tau seconds) for rises, so one
+    optimistic reading cannot clear a runtime timer; drops are taken as they are
+    so smoothing never delays a shutdown.
+    """
+    if previous is None or tau <= 0 or value <= previous:
+        return value
+    alpha = 1.0 - math.exp(-max(0.0, dt) / tau)
+    return previous + (value - previous) * alpha
 
 
 def describe(reading: PolicyTelemetry, threshold: float, settings: PolicySettings) -> str:
