@@ -41,6 +41,7 @@ from .const import (
 from .coordinator import EcoflowConfigEntry, EcoflowTelemetryCoordinator, now_ts
 from .ecoflow.state import PowerState
 from .issues import clear_repair, raise_repair
+from .lease_publisher import LeasePublisher
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -93,6 +94,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self._tick_unsub: CALLBACK_TYPE | None = None
         self._tick_at: float | None = None
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
+        # protocol 2: each agent's retained power lease, from the statuses below
+        self.leases = LeasePublisher(hass, self.prefix, self.agents, now_ts)
 
     # --- life cycle -------------------------------------------------------
 
@@ -134,6 +137,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             self._tick_unsub = None
         for waiter in self._pong_waiters.values():
             waiter.cancel()
+        self.leases.async_stop()
         await self._store.async_save(self._storage_data())
 
     async def _async_subscribe_mqtt(self) -> None:
@@ -260,6 +264,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
         if changed:
             self.async_set_updated_data(statuses)
+        if self.mqtt_available:
+            self.leases.async_update(statuses)
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):

@@ -17,7 +17,10 @@ from enum import StrEnum
 import json
 from typing import Any, Final
 
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
+
 from .protocol import is_valid_agent_id, power_topic, sanitize_text, sign_message, verify_message
+from .status import AgentView, PolicyState, PolicyStatus
 
 LEASE_VERSION: Final = 2
 LEASE_TYPE: Final = "lease"
@@ -50,6 +53,46 @@ class Lease:
     fsd: bool
     issued_at: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """What a lease says, without its times: a change of it is published at once."""
+
+    grid: LeaseGrid
+    soc_min: float | None
+    shutdown_by: int | None
+    fsd: bool
+
+    @property
+    def needs_refresh(self) -> bool:
+        """On battery, a deadline or fsd: republished every LEASE_REFRESH_SEC."""
+        return self.grid is LeaseGrid.ON_BATTERY or self.fsd or self.shutdown_by is not None
+
+
+# The engine's verdicts under which "grid present" would be a claim it cannot make.
+_DOUBTFUL = {PolicyState.BLIND, PolicyState.UNPROTECTED}
+
+
+def lease_state(status: PolicyStatus, view: AgentView) -> LeaseState:
+    """The lease for one agent from its station's engine status.
+
+    "present" cancels an agent's own countdown, so it is said only on a fresh
+    CONNECTED verdict; stale telemetry, blind or unprotected is "unknown".
+    """
+    if status.grid is GridStatus.LOST:
+        grid = LeaseGrid.ON_BATTERY
+    elif (
+        status.grid is GridStatus.CONNECTED
+        and not status.telemetry_stale
+        and status.state not in _DOUBTFUL
+    ):
+        grid = LeaseGrid.PRESENT
+    else:
+        grid = LeaseGrid.UNKNOWN
+    soc = None if status.soc_min is None else round(min(100.0, max(0.0, status.soc_min)), 1)
+    by = None if view.shutdown_by is None else int(view.shutdown_by)
+    return LeaseState(grid=grid, soc_min=soc, shutdown_by=by, fsd=view.fsd)
 
 
 def lease_topic(prefix: str, agent_id: str) -> str:
@@ -134,7 +177,7 @@ def parse_lease(payload: bytes | str, secret: str, agent_id: str) -> Lease | Non
     if not verify_message(obj, secret):
         return None
     try:
-        grid = LeaseGrid(obj.get("grid"))
+        grid = LeaseGrid(str(obj.get("grid")))
         issued_at = _uint("issued_at", obj.get("issued_at"))
         expires_at = _uint("expires_at", obj.get("expires_at"))
         shutdown_by = _opt_uint(obj, "shutdown_by")
