@@ -373,16 +373,52 @@ status_json() { # state
   canon="$(jq -ncSa --arg agent "$AGENT_ID" --arg state "$1" --arg host "$(hostname)" \
     --arg ver "$AGENT_VERSION" --argjson dry "$dr" --argjson ss "$SHUTDOWN_SEC" \
     --argjson at "$(now)" --arg job "$job" --arg jid "$jid" --arg dl "$dl" \
+    --arg mac "$([ "$1" = online ] && printf '%s' "$IF_MAC")" \
+    --arg brd "$([ "$1" = online ] && printf '%s' "$IF_BRD")" \
     "$JQ_CLEAN"'
      {v:1, protocol:2, agent:$agent, state:$state, hostname:($host | clean), platform:"macos",
       agent_version:$ver, dry_run:$dry, shutdown_sec:$ss, at:$at}
      + (if $job != "" then {job:$job} else {} end)
      + (if $jid != "" then {job_id:$jid} else {} end)
-     + (if $dl != "" then {lease_deadline:($dl|tonumber)} else {} end)')"
+     + (if $dl != "" then {lease_deadline:($dl|tonumber)} else {} end)
+     + (if $mac != "" then {mac:$mac} else {} end)
+     + (if $brd != "" then {broadcast:$brd} else {} end)')"
   sign_json "$canon"
 }
 
 publish_status() { mqtt_publish "$BASE/status" "$(status_json online)" 1; }
+
+# The MAC and broadcast address of the interface the broker is reached
+# through (for Wake-on-LAN by the integration); empty when unknown.
+IF_MAC=""
+IF_BRD=""
+broker_interface() {
+  local dev="" ip="$MQTT_HOST"
+  IF_MAC=""
+  IF_BRD=""
+  if [ "$(uname -s)" = Darwin ]; then
+    dev="$(route -n get "$MQTT_HOST" 2>/dev/null | awk '/interface:/ {print $2; exit}')"
+    [ -n "$dev" ] || return 0
+    IF_MAC="$(ifconfig "$dev" 2>/dev/null | awk '/ether / {print $2; exit}')"
+    IF_BRD="$(ifconfig "$dev" 2>/dev/null | awk '/inet / {for (i = 1; i < NF; i++) if ($i == "broadcast") {print $(i + 1); exit}}')"
+  elif command -v ip >/dev/null 2>&1; then
+    case "$ip" in *[!0-9.]*) ip="$(getent ahostsv4 "$ip" 2>/dev/null | awk 'NR == 1 {print $1}')" ;; esac
+    [ -n "$ip" ] || return 0
+    dev="$(ip route get "$ip" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "dev") {print $(i + 1); exit}}')"
+    [ -n "$dev" ] || return 0
+    [ -r "/sys/class/net/$dev/address" ] && IF_MAC="$(cat "/sys/class/net/$dev/address")"
+    IF_BRD="$(ip -o -4 addr show dev "$dev" 2>/dev/null | awk '{for (i = 1; i < NF; i++) if ($i == "brd") {print $(i + 1); exit}}')"
+  fi
+  IF_MAC="$(printf '%s' "$IF_MAC" | tr 'A-F' 'a-f')"
+  case "$IF_MAC" in
+    00:00:00:00:00:00) IF_MAC="" ;;
+    [0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]:[0-9a-f][0-9a-f]) ;;
+    *) IF_MAC="" ;;
+  esac
+  case "$IF_BRD" in '' | *[!0-9.]*) IF_BRD="" ;; esac
+  [ -n "$IF_MAC" ] || IF_BRD=""
+  return 0
+}
 
 # ack ID STATUS DETAIL [REF [EXECUTE_AT [EXECUTE_IN [JOB]]]]
 ack() {
@@ -472,7 +508,7 @@ LEASE_SIG=""
 LEASE_BY=""
 LEASE_DEADLINE=""   # own countdown, our clock
 EXECUTED_LEASE=""
-FSD_DONE=0
+EPISODE_DONE=0      # this host already went down in this outage (until grid present)
 JOB_FILE=""
 LEASE_FILE=""
 
@@ -485,8 +521,8 @@ save_state() {
         "$PENDING_ID" "$PENDING_IDS" "$PENDING_AT" "$PENDING_DEADLINE" "$PENDING_ISSUED" \
         "$PENDING_TTL" "$state"
     fi
-    printf 'LEASE_DEADLINE=%s\nLEASE_BY=%s\nEXECUTED_LEASE=%s\nFSD_DONE=%s\n' \
-      "$LEASE_DEADLINE" "$LEASE_BY" "$EXECUTED_LEASE" "$FSD_DONE"
+    printf 'LEASE_DEADLINE=%s\nLEASE_BY=%s\nEXECUTED_LEASE=%s\nEPISODE_DONE=%s\n' \
+      "$LEASE_DEADLINE" "$LEASE_BY" "$EXECUTED_LEASE" "$EPISODE_DONE"
   } > "$tmp" && mv -f "$tmp" "$JOB_FILE" || err "cannot write $JOB_FILE"
 }
 
@@ -508,7 +544,7 @@ restore_state() {
       LEASE_DEADLINE) is_uint "$value" && dl="$value" ;;
       LEASE_BY) is_uint "$value" && by="$value" ;;
       EXECUTED_LEASE) is_uint "$value" && EXECUTED_LEASE="$value" ;;
-      FSD_DONE) [ "$value" = 1 ] && FSD_DONE=1 ;;
+      EPISODE_DONE) [ "$value" = 1 ] && EPISODE_DONE=1 ;;
     esac
   done < "$JOB_FILE"
   if [ -n "$j_id" ] && [ -n "$j_at" ] && [ -n "$j_dl" ] && [ -n "$j_iss" ] && [ -n "$j_ttl" ]; then
@@ -531,7 +567,7 @@ restore_state() {
   if [ -f "$LEASE_FILE" ] && lease_check "$(cat "$LEASE_FILE")" quiet; then
     LEASE_ISSUED="$L_ISSUED"
     LEASE_SIG="$L_SIG"
-    if [ -n "$dl" ] && [ "$L_FSD" != true ] && [ "$L_ISSUED" != "$EXECUTED_LEASE" ]; then
+    if [ -n "$dl" ] && [ "$EPISODE_DONE" != 1 ]; then
       LEASE_DEADLINE="$dl"
       LEASE_BY="$by"
       warn "resuming the lease countdown: own shutdown in $((dl > t ? dl - t : 0))s"
@@ -736,6 +772,10 @@ check_commit_point() {
   LAST_EXEC_ID="$id"
   LAST_EXEC_IDS="$PENDING_IDS"
   LAST_EXEC_AT="$PENDING_AT"
+  # one shutdown per outage: the lease countdown does not repeat it
+  EPISODE_DONE=1
+  LEASE_DEADLINE=""
+  LEASE_BY=""
   clear_job
   save_state
   publish_status
@@ -942,25 +982,26 @@ handle_lease() { # hex
   printf '%s' "$PAYLOAD" > "$LEASE_FILE.tmp" && mv -f "$LEASE_FILE.tmp" "$LEASE_FILE"
   info "lease: grid=$L_GRID fsd=$L_FSD shutdown_by=${L_BY:--} issued_at=$L_ISSUED expires_at=$L_EXPIRES"
   t="$(now)"
-  if [ "$L_FSD" = true ]; then
+  if [ "$L_GRID" = present ]; then
+    # the outage is over (fsd may still be held for the restore confirmation)
+    [ -n "$LEASE_DEADLINE" ] && warn "lease says the grid is present: own shutdown cancelled"
     LEASE_DEADLINE=""
     LEASE_BY=""
-    if [ "$FSD_DONE" != 1 ]; then
-      FSD_DONE=1
-      warn "lease says fsd: shutting down now"
-      execute_now fsd "$L_ISSUED"
-    fi
-  else
-    FSD_DONE=0
-    if [ "$L_GRID" = present ] || [ -z "$L_BY" ]; then
-      [ -n "$LEASE_DEADLINE" ] && warn "lease (grid $L_GRID): own shutdown cancelled"
-      LEASE_DEADLINE=""
-      LEASE_BY=""
-    elif [ "$L_ISSUED" != "$EXECUTED_LEASE" ]; then
-      left="$(countdown "$L_ISSUED" $((L_BY - L_ISSUED)) "$t")"
-      [ "$left" -lt 0 ] && left=0
-      LEASE_DEADLINE=$((t + left))
-      LEASE_BY="$L_BY"
+    EPISODE_DONE=0
+  elif [ "$L_FSD" != true ] && [ -z "$L_BY" ]; then
+    [ -n "$LEASE_DEADLINE" ] && warn "lease without deadline (grid $L_GRID): own shutdown cancelled"
+    LEASE_DEADLINE=""
+    LEASE_BY=""
+  elif [ "$EPISODE_DONE" != 1 ]; then
+    # fsd: the shutdown is due, at its commit point (shutdown_by) or now
+    left=0
+    [ -n "$L_BY" ] && left="$(countdown "$L_ISSUED" $((L_BY - L_ISSUED)) "$t")"
+    [ "$left" -lt 0 ] && left=0
+    LEASE_DEADLINE=$((t + left))
+    LEASE_BY="${L_BY:-$t}"
+    if [ "$L_FSD" = true ]; then
+      warn "lease says fsd: own shutdown in ${left}s unless a newer lease arrives"
+    else
       info "lease: own shutdown in ${left}s unless a newer lease arrives"
     fi
   fi
@@ -984,6 +1025,7 @@ check_lease_deadline() {
   warn "no newer lease by shutdown_by $LEASE_BY: shutting down on our own"
   LEASE_DEADLINE=""
   EXECUTED_LEASE="$LEASE_ISSUED"
+  EPISODE_DONE=1
   execute_now lease "$LEASE_ISSUED"
   save_state
 }
@@ -1134,6 +1176,7 @@ probe_seen() { # hex payload
   if [ "$ONLINE" = 0 ]; then
     ONLINE=1
     info "connected to $MQTT_HOST:$MQTT_PORT and subscribed to $BASE/cmd and $BASE/power"
+    broker_interface
     publish_status
   fi
 }

@@ -249,8 +249,34 @@ function Get-StatusJson([string]$State) {
         $m.job = Get-JobState
         if ($script:Pending) { $m.job_id = [string]$script:Pending.id }
         if ($null -ne $script:LeaseDeadline -and $null -ne $script:LeaseBy) { $m.lease_deadline = [long]$script:LeaseBy }
+        foreach ($k in @($script:Interface.Keys)) { $m[$k] = $script:Interface[$k] }
     }
     return Format-Signed $m
+}
+
+$script:Interface = @{}
+function Get-BrokerInterface {
+    # MAC and broadcast address of the interface that routes to the broker (Wake-on-LAN)
+    $r = @{}
+    try {
+        $ip = [Net.Dns]::GetHostAddresses([string]$script:Cfg.mqtt_host) | Where-Object { $_.AddressFamily -eq 'InterNetwork' } | Select-Object -First 1
+        if ($null -eq $ip -or [Net.IPAddress]::IsLoopback($ip)) { return $r }
+        $local = Find-NetRoute -RemoteIPAddress $ip.IPAddressToString -ErrorAction Stop | Where-Object { $_.PSObject.Properties['PrefixLength'] -and $_.PSObject.Properties['IPAddress'] } | Select-Object -First 1
+        if ($null -eq $local) { return $r }
+        $adapter = Get-NetAdapter -InterfaceIndex $local.InterfaceIndex -ErrorAction Stop
+        $mac = ([string]$adapter.MacAddress).Replace('-', ':').ToLowerInvariant()
+        if ($mac -cnotmatch '^[0-9a-f]{2}(:[0-9a-f]{2}){5}$') { return $r }
+        $r.mac = $mac
+        $bytes = ([Net.IPAddress]::Parse([string]$local.IPAddress)).GetAddressBytes()
+        $prefix = [int]$local.PrefixLength
+        for ($i = 0; $i -lt 4; $i++) {
+            $bits = [Math]::Max(0, [Math]::Min(8, $prefix - 8 * $i))
+            $hostMask = (255 -shr $bits) -band 255
+            $bytes[$i] = [byte]($bytes[$i] -bor $hostMask)
+        }
+        $r.broadcast = ($bytes | ForEach-Object { [string]$_ }) -join '.'
+    } catch { Write-Log INFO "interface towards the broker unknown: $($_.Exception.Message)" }
+    return $r
 }
 
 function Publish-Status { Publish "$script:Base/status" (Get-StatusJson 'online') $true }
@@ -309,7 +335,7 @@ $script:Lease = $null          # @{ issued_at; sig; json }
 $script:LeaseDeadline = $null  # our clock
 $script:LeaseBy = $null
 $script:ExecutedLease = 0
-$script:FsdDone = $false
+$script:EpisodeDone = $false  # this host already went down in this outage (until grid present)
 
 function Save-State {
     $job = $null
@@ -321,7 +347,7 @@ function Save-State {
     $leaseJson = $null
     if ($script:Lease) { $leaseJson = $script:Lease.json }
     $data = @{ v = 1; job = $job; lease = $leaseJson; lease_deadline = $script:LeaseDeadline; lease_by = $script:LeaseBy
-        executed_lease = $script:ExecutedLease; fsd_done = $script:FsdDone }
+        executed_lease = $script:ExecutedLease; episode_done = $script:EpisodeDone }
     $file = Join-Path $script:Cfg.state_dir 'job.json'
     $tmp = "$file.tmp"
     [IO.File]::WriteAllText($tmp, ($data | ConvertTo-Json -Depth 4 -Compress), (New-Object Text.UTF8Encoding $false))
@@ -334,7 +360,7 @@ function Restore-State {
     try { $d = Get-Content -LiteralPath $file -Raw | ConvertFrom-Json } catch { Write-Log ERROR "state file $file unreadable: starting without it"; return }
     $now = Get-Now
     if ($d.PSObject.Properties['executed_lease'] -and $null -ne $d.executed_lease) { $script:ExecutedLease = [long]$d.executed_lease }
-    if ($d.PSObject.Properties['fsd_done']) { $script:FsdDone = [bool]$d.fsd_done }
+    if ($d.PSObject.Properties['episode_done']) { $script:EpisodeDone = [bool]$d.episode_done }
     if ($d.PSObject.Properties['job'] -and $null -ne $d.job) {
         $j = $d.job
         if ([string]$j.state -ceq 'executing') { Write-Log INFO "job $($j.id) was executing before this start: not repeated" }
@@ -350,7 +376,7 @@ function Restore-State {
         $l = Test-Lease ([string]$d.lease) $now
         if ($l -is [hashtable]) {
             $script:Lease = @{ issued_at = $l.issued_at; sig = $l.sig; json = [string]$d.lease }
-            if ($null -ne $d.lease_deadline -and -not $l.fsd -and $l.issued_at -ne $script:ExecutedLease) {
+            if ($null -ne $d.lease_deadline -and -not $script:EpisodeDone) {
                 $script:LeaseDeadline = [long]$d.lease_deadline
                 $script:LeaseBy = $d.lease_by
                 Write-Log WARNING "resuming the lease countdown: own shutdown in $([Math]::Max(0, $script:LeaseDeadline - $now))s"
@@ -507,6 +533,9 @@ function Test-CommitPoint {
     else { Write-Log WARNING "self-decided shutdown ($($p.kind)), no command from Home Assistant" }
     $script:Pending = $null
     $script:LastExecuted = $p
+    # one shutdown per outage: the lease countdown does not repeat it
+    $script:EpisodeDone = $true
+    $script:LeaseDeadline = $null; $script:LeaseBy = $null
     Save-State
     Publish-Status
     $argv = @("$env:SystemRoot\System32\shutdown.exe", '/s', '/t', '0', '/d', 'p:6:12', '/c', 'EcoFlow Power Management: shutdown on battery')
@@ -630,24 +659,23 @@ function Invoke-Lease([string]$Hex) {
     }
     $script:Lease = @{ issued_at = $l.issued_at; sig = $l.sig; json = $text }
     Write-Log INFO "lease: grid=$($l.grid) fsd=$($l.fsd) shutdown_by=$($l.shutdown_by) issued_at=$($l.issued_at) expires_at=$($l.expires_at)"
-    if ($l.fsd) {
+    if ($l.grid -ceq 'present') {
+        # the outage is over (fsd may still be held for the restore confirmation)
+        if ($null -ne $script:LeaseDeadline) { Write-Log WARNING 'lease says the grid is present: own shutdown cancelled' }
         $script:LeaseDeadline = $null; $script:LeaseBy = $null
-        if (-not $script:FsdDone) {
-            $script:FsdDone = $true
-            Write-Log WARNING 'lease says fsd: shutting down now'
-            Invoke-ExecuteNow 'fsd' $l.issued_at
-        }
-    } else {
-        $script:FsdDone = $false
-        if ($l.grid -ceq 'present' -or $null -eq $l.shutdown_by) {
-            if ($null -ne $script:LeaseDeadline) { Write-Log WARNING "lease (grid $($l.grid)): own shutdown cancelled" }
-            $script:LeaseDeadline = $null; $script:LeaseBy = $null
-        } elseif ($l.issued_at -ne $script:ExecutedLease) {
-            $left = [Math]::Max(0, (Get-Countdown $l.issued_at ($l.shutdown_by - $l.issued_at) $now))
-            $script:LeaseDeadline = $now + $left
-            $script:LeaseBy = $l.shutdown_by
-            Write-Log INFO "lease: own shutdown in ${left}s unless a newer lease arrives"
-        }
+        $script:EpisodeDone = $false
+    } elseif (-not $l.fsd -and $null -eq $l.shutdown_by) {
+        if ($null -ne $script:LeaseDeadline) { Write-Log WARNING "lease without deadline (grid $($l.grid)): own shutdown cancelled" }
+        $script:LeaseDeadline = $null; $script:LeaseBy = $null
+    } elseif (-not $script:EpisodeDone) {
+        # fsd: the shutdown is due, at its commit point (shutdown_by) or now
+        $span = 0
+        $by = $now
+        if ($null -ne $l.shutdown_by) { $span = $l.shutdown_by - $l.issued_at; $by = $l.shutdown_by }
+        $left = [Math]::Max(0, (Get-Countdown $l.issued_at $span $now))
+        $script:LeaseDeadline = $now + $left
+        $script:LeaseBy = $by
+        Write-Log WARNING "lease (fsd $($l.fsd)): own shutdown in ${left}s unless a newer lease arrives"
     }
     Save-State
     Publish-Status
@@ -658,6 +686,7 @@ function Test-LeaseDeadline {
     Write-Log WARNING "no newer lease by shutdown_by $($script:LeaseBy): shutting down on our own"
     $script:LeaseDeadline = $null
     $script:ExecutedLease = [long]$script:Lease.issued_at
+    $script:EpisodeDone = $true
     Invoke-ExecuteNow 'lease' $script:ExecutedLease
     Save-State
 }
@@ -716,6 +745,7 @@ function Start-Agent {
             '-q', '1', '-c', '-i', "ecoflow-agent-$($script:Cfg.agent_id)", '-t', "$script:Base/cmd", '-t', "$script:Base/power",
             '-F', '%t %l %x', '--will-topic', "$script:Base/status", '--will-payload', $will, '--will-qos', '1', '--will-retain')
         $script:Sub = Start-Argv $argv $true
+        $script:Interface = Get-BrokerInterface
         Start-Sleep -Seconds 2
         $nextStatus = 0
         $script:Task = $script:Sub.StandardOutput.ReadLineAsync()

@@ -25,7 +25,8 @@ SCRIPTS = [ROOT / "agents/windows/ecoflow-agent.ps1", ROOT / "agents/windows/ins
 AGENT = SCRIPTS[0]
 VECTORS = ROOT / "tests/fixtures/protocol/vectors.json"
 
-# Cmdlets of Windows PowerShell 5.1 (Microsoft.PowerShell.* modules) the
+# Cmdlets of Windows PowerShell 5.1 (Microsoft.PowerShell.*, and NetTCPIP /
+# NetAdapter of Windows 8 / Server 2012 and later) the
 # scripts may call; anything else must be a function defined in the script.
 BUILTINS = {
     "Add-Content",
@@ -33,10 +34,12 @@ BUILTINS = {
     "ConvertTo-Json",
     "ConvertTo-SecureString",
     "Copy-Item",
+    "Find-NetRoute",
     "ForEach-Object",
     "Get-Acl",
     "Get-Content",
     "Get-Date",
+    "Get-NetAdapter",
     "Get-ScheduledTask",
     "Join-Path",
     "Move-Item",

@@ -247,3 +247,30 @@ def test_protocol2_status_fields() -> None:
     assert parsed_v1 is not None
     assert parsed_v1.protocol == 1
     assert parsed_v1.job is None
+
+
+def test_status_reports_the_broker_interface_for_wake_on_lan() -> None:
+    status = {
+        "v": 1,
+        "protocol": 2,
+        "agent": "nas",
+        "state": "online",
+        "hostname": "nas",
+        "platform": "linux",
+        "agent_version": "2.0.0",
+        "dry_run": True,
+        "shutdown_sec": 45,
+        "at": T,
+        "mac": "02:fc:00:00:00:01",
+        "broadcast": "192.168.1.255",
+    }
+    parsed = parse_status(json.dumps({**status, "sig": sign_message(status, SECRET)}), SECRET)
+    assert parsed is not None
+    assert parsed.mac == "02:fc:00:00:00:01"
+    assert parsed.broadcast == "192.168.1.255"
+    for bad in ({"mac": "02-FC-00-00-00-01"}, {"broadcast": "ff02::1"}):
+        message = {**status, **bad}
+        assert (
+            parse_status(json.dumps({**message, "sig": sign_message(message, SECRET)}), SECRET)
+            is None
+        )
