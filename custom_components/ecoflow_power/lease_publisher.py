@@ -35,6 +35,7 @@ from .policy.lease import (
     lease_state,
     lease_topic,
 )
+from .policy.protocol import Ack, AckStatus
 from .policy.status import PolicyStatus
 
 _LOGGER = logging.getLogger(__name__)
@@ -171,6 +172,22 @@ class LeasePublisher:
         return None if published is None else published.state.shutdown_by
 
     # --- clock offsets ------------------------------------------------------
+
+    @callback
+    def observe_ack(
+        self, agent_id: str, ack: Ack, status: PolicyStatus | None, received_at: float
+    ) -> float | None:
+        """A verified ack: a prompt `pong` or `received` to the last command shows the offset.
+
+        `status` is the station's engine status from before the ack is handled
+        (its view of the agent holds the command's id and send time).
+        """
+        if ack.status not in (AckStatus.PONG, AckStatus.RECEIVED) or status is None:
+            return None
+        view = status.agents.get(agent_id)
+        if view is None or view.last_command_id != ack.id or view.last_command_at is None:
+            return None
+        return self.observe_answer(agent_id, ack.at, view.last_command_at, received_at)
 
     @callback
     def observe_answer(

@@ -18,7 +18,7 @@ from custom_components.ecoflow_power.const import (
     DOMAIN,
 )
 from custom_components.ecoflow_power.policy.lease import LEASE_REFRESH_SEC, parse_lease
-from custom_components.ecoflow_power.policy.protocol import verify_message
+from custom_components.ecoflow_power.policy.protocol import Ack, AckStatus, verify_message
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, make_entry
@@ -139,3 +139,21 @@ def json_dumps(obj: dict) -> str:
     import json
 
     return json.dumps(obj)
+
+
+async def test_a_pong_from_a_skewed_agent_raises_the_clock_repair(
+    hass: HomeAssistant, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    """A ping the engine issued, answered with the agent's clock 200 s fast."""
+    entry, _session = loaded
+    policy = entry.runtime_data.policy
+    engine = policy.engines[DELTA2_SN]
+    (ping,) = [e.payload for e in engine.ping(["nas"]) if hasattr(e, "payload")]
+    status_before = engine.status()
+    ack = Ack(id=ping["id"], agent="nas", status=AckStatus.PONG, at=ping["issued_at"] + 200)
+    offset = policy.leases.observe_ack("nas", ack, status_before, freezer().timestamp())
+    assert offset == pytest.approx(200, abs=2)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, "agent_clock_skew_nas") is not None
+    # an ack for another command (a resend, an old id) says nothing
+    other = Ack(id="not-the-last-command", agent="nas", status=AckStatus.PONG, at=1)
+    assert policy.leases.observe_ack("nas", other, status_before, freezer().timestamp()) is None
