@@ -1,11 +1,12 @@
 """Publishes each agent's power lease (protocol 2) from the policy engines' statuses.
 
 The lease (docs/protocol.md section 9, built by policy/lease.py) is retained
-on `{prefix}/{agent_id}/power`: published at once when what it says changes,
-and republished every LEASE_REFRESH_SEC while an agent is on battery, has a
-deadline or has fsd set, so its expiry keeps moving while Home Assistant is
-alive and stops moving when it is not. Agents delivered locally (NUT) never
-get one. Removing an agent clears its retained lease.
+on `{prefix}/{agent_id}/power`: published at once when what it says changes
+materially (grid, fsd, a deadline appearing, going or moving earlier), and
+republished every LEASE_REFRESH_SEC while an agent is on battery, has a
+deadline or has fsd set (carrying the smaller changes), so its expiry keeps
+moving while Home Assistant is alive and stops moving when it is not. Agents
+delivered locally (NUT) never get one. Removing an agent clears its lease.
 
 Also kept here: each agent's clock offset, from prompt answers to commands,
 with a repair above the clock-skew allowance.
@@ -79,11 +80,14 @@ class LeasePublisher:
 
     @callback
     def async_update(self, statuses: Mapping[str, PolicyStatus]) -> None:
-        """Publish every lease whose content changed; keep the refresh timer right."""
+        """Publish every lease that changed materially; keep the refresh timer right."""
         self._statuses = statuses
         for agent_id, state in self._wanted().items():
             published = self._published.get(agent_id)
-            if published is None or published.state != state:
+            if published is None or state.supersedes(published.state):
+                self._publish(agent_id, state)
+            elif state != published.state and not published.state.needs_refresh:
+                # off battery nothing refreshes: small changes go out as they come
                 self._publish(agent_id, state)
         self._schedule_refresh()
 

@@ -274,3 +274,16 @@ def test_status_reports_the_broker_interface_for_wake_on_lan() -> None:
             parse_status(json.dumps({**message, "sig": sign_message(message, SECRET)}), SECRET)
             is None
         )
+
+
+def test_only_material_changes_are_published_before_the_refresh() -> None:
+    from custom_components.ecoflow_power.policy.lease import LEASE_EARLIER_SEC, LeaseState
+
+    base = LeaseState(LeaseGrid.ON_BATTERY, 40.0, T + 600, fsd=False)
+    assert not LeaseState(LeaseGrid.ON_BATTERY, 39.9, T + 600, fsd=False).supersedes(base)
+    assert not LeaseState(LeaseGrid.ON_BATTERY, 40.0, T + 640, fsd=False).supersedes(base)
+    earlier = T + 600 - LEASE_EARLIER_SEC
+    assert LeaseState(LeaseGrid.ON_BATTERY, 40.0, earlier, fsd=False).supersedes(base)
+    assert LeaseState(LeaseGrid.ON_BATTERY, 40.0, T + 600, fsd=True).supersedes(base)
+    assert LeaseState(LeaseGrid.PRESENT, 40.0, None, fsd=False).supersedes(base)
+    assert LeaseState(LeaseGrid.ON_BATTERY, 40.0, None, fsd=False).supersedes(base)

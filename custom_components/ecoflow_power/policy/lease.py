@@ -32,6 +32,8 @@ LEASE_REFRESH_SEC: Final = 30
 # has long passed ignores it.
 LEASE_VALID_SEC: Final = 90
 MAX_LEASE_BYTES: Final = 8192
+# A deadline moved earlier by this much is published at once (see LeaseState.supersedes).
+LEASE_EARLIER_SEC: Final = 5
 MAX_OFFSET_ROUND_TRIP_SEC: Final = 5.0
 
 
@@ -63,6 +65,25 @@ class LeaseState:
     soc_min: float | None
     shutdown_by: int | None
     fsd: bool
+
+    def supersedes(self, published: LeaseState) -> bool:
+        """Worth a lease at once, not only at the next refresh.
+
+        The grid, fsd, a deadline appearing or going, or a deadline moved
+        earlier by LEASE_EARLIER_SEC or more. A later deadline or a new soc_min
+        waits for the refresh: an agent holding the older, earlier deadline
+        errs on the safe side, and the estimate moves a little with every
+        reading.
+        """
+        if (self.grid, self.fsd) != (published.grid, published.fsd):
+            return True
+        if (self.shutdown_by is None) != (published.shutdown_by is None):
+            return True
+        return (
+            self.shutdown_by is not None
+            and published.shutdown_by is not None
+            and self.shutdown_by <= published.shutdown_by - LEASE_EARLIER_SEC
+        )
 
     @property
     def needs_refresh(self) -> bool:
