@@ -74,6 +74,8 @@ class LeasePublisher:
         self._published: dict[str, PublishedLease] = {}
         self._statuses: Mapping[str, PolicyStatus] = {}
         self._refresh_unsub: CALLBACK_TYPE | None = None
+        self._sweep_unsub: CALLBACK_TYPE | None = None
+        self._swept = False
         self.clock_offsets: dict[str, float] = {}
 
     # --- leases -------------------------------------------------------------
@@ -82,6 +84,9 @@ class LeasePublisher:
     def async_update(self, statuses: Mapping[str, PolicyStatus]) -> None:
         """Publish every lease that changed materially; keep the refresh timer right."""
         self._statuses = statuses
+        if not self._swept:
+            self._swept = True
+            self._hass.async_create_task(self._async_sweep(), eager_start=True)
         for agent_id, state in self._wanted().items():
             published = self._published.get(agent_id)
             if published is None or state.supersedes(published.state):
@@ -158,12 +163,43 @@ class LeasePublisher:
             clear_repair(self._hass, f"{ISSUE_CLOCK_SKEW}_{agent_id}")
             self._send(lease_topic(self._prefix, agent_id), "")
 
+    async def _async_sweep(self) -> None:
+        """Clear retained leases of agents removed from this entry (one look at start).
+
+        Only leases naming one of this entry's stations are touched: another
+        entry may share the topic prefix.
+        """
+        stations = {agent.device for agent in self._agents.values()}
+
+        @callback
+        def _on_message(message: mqtt.ReceiveMessage) -> None:
+            agent_id = message.topic.split("/")[-2]
+            if not message.retain or not message.payload or agent_id in self._agents:
+                return
+            try:
+                device = json.loads(message.payload).get("device")
+            except ValueError, AttributeError:
+                return
+            if device in stations:
+                _LOGGER.info("Clearing the lease of removed agent %s", agent_id)
+                self._send(message.topic, "")
+
+        try:
+            self._sweep_unsub = await mqtt.async_subscribe(
+                self._hass, f"{self._prefix}/+/power", _on_message, qos=1
+            )
+        except HomeAssistantError as err:
+            _LOGGER.debug("No sweep of old leases: %s", err)
+
     @callback
     def async_stop(self) -> None:
         """Unload: stop refreshing. Retained leases stay and expire on their own."""
         if self._refresh_unsub is not None:
             self._refresh_unsub()
             self._refresh_unsub = None
+        if self._sweep_unsub is not None:
+            self._sweep_unsub()
+            self._sweep_unsub = None
 
     def lease(self, agent_id: str) -> dict[str, Any] | None:
         """The lease last published to an agent (diagnostics, entities)."""

@@ -23,7 +23,13 @@ from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, make_entry
 from .helpers import feed
-from .mqtt_helpers import SideSubscriber, flush_subscriptions, setup_real_mqtt
+from .mqtt_helpers import (
+    SideSubscriber,
+    flush_subscriptions,
+    publish_side,
+    real_sleep,
+    setup_real_mqtt,
+)
 from .test_policy_mqtt import delta2_payload
 
 AGENT_SECRET = "nas-secret-for-tests"
@@ -45,6 +51,12 @@ async def loaded(
     freezer: FrozenDateTimeFactory,
 ):
     freezer.move_to("2026-11-01T12:00:00+00:00")
+    # a lease left behind by an agent since removed from this entry, and one of
+    # another entry's station (same prefix): only the first must go
+    for agent_id, device in (("old-pc", DELTA2_SN), ("other-entry", "OTHERSTATION01")):
+        await publish_side(
+            broker, f"power-manager/{agent_id}/power", {"v": 2, "device": device}, retain=True
+        )
     mqtt_entry = await setup_real_mqtt(hass, broker)
     entry = make_entry(
         **{
@@ -157,3 +169,15 @@ async def test_a_pong_from_a_skewed_agent_raises_the_clock_repair(
     # an ack for another command (a resend, an old id) says nothing
     other = Ack(id="not-the-last-command", agent="nas", status=AckStatus.PONG, at=1)
     assert policy.leases.observe_ack("nas", other, status_before, freezer().timestamp()) is None
+
+
+async def test_leases_of_removed_agents_are_cleared(broker: MosquittoBroker, loaded) -> None:
+    from tests.agents.conftest import read_retained
+
+    for _ in range(100):
+        if read_retained(broker, "power-manager/old-pc/power", timeout=0.2) is None:
+            break
+        await real_sleep(0.1)
+    assert read_retained(broker, "power-manager/old-pc/power", timeout=0.5) is None
+    assert read_retained(broker, "power-manager/other-entry/power", timeout=2) is not None
+    assert read_retained(broker, TOPIC, timeout=2) is not None
