@@ -29,6 +29,7 @@ import argparse
 from collections.abc import Callable
 import configparser
 import contextlib
+import fcntl
 import hashlib
 import hmac
 import json
@@ -39,6 +40,7 @@ import shlex
 import signal
 import socket
 import stat
+import struct
 import subprocess
 import sys
 import tempfile
@@ -607,6 +609,49 @@ def run_argv(
 
 
 # --------------------------------------------------------------------------
+# The interface the broker is reached through (MAC and broadcast, for Wake-on-LAN)
+# --------------------------------------------------------------------------
+
+_SIOCGIFADDR = 0x8915
+_SIOCGIFBRDADDR = 0x8919
+_MAC_RE = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+
+
+def broker_interface(host: str, port: int) -> dict[str, str]:
+    """``{"mac", "broadcast"}`` of the IPv4 interface that routes to ``host``.
+
+    Empty when unknown (IPv6, loopback, no such interface, not Linux): the
+    integration then asks the user for the MAC. Connecting a UDP socket sends
+    nothing; it only makes the kernel pick the route.
+    """
+    try:
+        info = socket.getaddrinfo(host, port, socket.AF_INET, socket.SOCK_DGRAM)
+        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+            probe.connect(info[0][4])
+            local_ip = probe.getsockname()[0]
+            for _index, name in socket.if_nameindex():
+                packed = struct.pack("256s", name.encode()[:15])
+                try:
+                    addr = fcntl.ioctl(probe.fileno(), _SIOCGIFADDR, packed)[20:24]
+                except OSError:
+                    continue  # no IPv4 address on it
+                if socket.inet_ntoa(addr) != local_ip:
+                    continue
+                with open(f"/sys/class/net/{name}/address", encoding="ascii") as handle:
+                    mac = handle.read().strip().lower()
+                brd = socket.inet_ntoa(fcntl.ioctl(probe.fileno(), _SIOCGIFBRDADDR, packed)[20:24])
+                if not _MAC_RE.match(mac) or mac == "00:00:00:00:00:00":
+                    return {}
+                result = {"mac": mac}
+                if brd != "0.0.0.0":  # noqa: S104 - a value read back, not a bind
+                    result["broadcast"] = brd
+                return result
+    except (OSError, IndexError, ValueError) as err:
+        LOG.debug("interface towards %s unknown: %s", host, err)
+    return {}
+
+
+# --------------------------------------------------------------------------
 # Power lease (protocol 2)
 # --------------------------------------------------------------------------
 
@@ -795,10 +840,13 @@ class Agent:
         self._lease: Lease | None = None
         self._lease_deadline: float | None = None  # our wall clock
         self._executed_lease = 0  # issued_at of the lease whose deadline we executed
-        self._fsd_done = False  # fsd is a level: act on it once per episode
+        # this host already went down in this outage: no own countdown until a
+        # lease says the grid is present (fsd is a level; no boot loop)
+        self._episode_done = False
         self._rejects = RateLimit(REJECT_BURST, REJECT_PER_SEC, time.monotonic)
         self._oversize = RateLimit(3, 0.1, time.monotonic)
         self._stop = threading.Event()
+        self._interface: dict[str, str] = {}
         self._restore()
         self.client = self._make_client()
 
@@ -808,7 +856,7 @@ class Agent:
         data = self.store.load()
         now = self.clock()
         self._executed_lease = int(data.get("executed_lease", 0) or 0)
-        self._fsd_done = bool(data.get("fsd_done", False))
+        self._episode_done = bool(data.get("episode_done", False))
         job_data = data.get("job")
         if isinstance(job_data, dict):
             try:
@@ -842,11 +890,7 @@ class Agent:
             else:
                 self._lease = lease
                 deadline = data.get("lease_deadline")
-                if (
-                    isinstance(deadline, (int, float))
-                    and lease.issued_at != self._executed_lease
-                    and not lease.fsd
-                ):
+                if isinstance(deadline, (int, float)) and not self._episode_done:
                     self._lease_deadline = float(deadline)
                     LOG.warning(
                         "resuming the lease countdown: own shutdown in %.0fs",
@@ -865,7 +909,7 @@ class Agent:
                 "lease": None if self._lease is None else self._lease.obj,
                 "lease_deadline": self._lease_deadline,
                 "executed_lease": self._executed_lease,
-                "fsd_done": self._fsd_done,
+                "episode_done": self._episode_done,
             }
         )
 
@@ -923,6 +967,7 @@ class Agent:
         }
         if state == "online":
             msg.update(self._job_fields())
+            msg.update(self._interface)
         if self.cfg.secret:
             msg["sig"] = sign(msg, self.cfg.secret)
         return msg
@@ -945,6 +990,7 @@ class Agent:
             with contextlib.suppress(OSError, AttributeError):
                 sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
         client.subscribe([(self.base + "/cmd", 1), (self.base + "/power", 1)])
+        self._interface = broker_interface(self.cfg.mqtt_host, self.cfg.mqtt_port)
         self.publish_status()
 
     def _on_disconnect(self, client: Any, userdata: Any, *rest: Any) -> None:
@@ -1075,27 +1121,30 @@ class Agent:
             lease.issued_at,
             lease.expires_at,
         )
-        if lease.fsd:
-            self._lease_deadline = None
-            if self._fsd_done:
-                return
-            self._fsd_done = True
-            LOG.warning("lease says fsd: shutting down now")
-            self._execute_now("fsd", lease)
-            return
-        self._fsd_done = False
-        if lease.grid == "present" or lease.shutdown_by is None:
+        if lease.grid == "present":
+            # the outage is over (fsd may still be held for the restore
+            # confirmation time): the own countdown stops, a later outage counts anew
             if self._lease_deadline is not None:
-                LOG.warning("lease (grid %s): own shutdown cancelled", lease.grid)
+                LOG.warning("lease says the grid is present: own shutdown cancelled")
+            self._lease_deadline = None
+            self._episode_done = False
+            return
+        if not lease.fsd and lease.shutdown_by is None:
+            if self._lease_deadline is not None:
+                LOG.warning("lease without deadline (grid %s): own shutdown cancelled", lease.grid)
             self._lease_deadline = None
             return
-        if lease.issued_at == self._executed_lease:
-            return
-        left = countdown(
-            lease.issued_at, lease.shutdown_by - lease.issued_at, self.cfg.skew_sec, now
+        if self._episode_done:
+            return  # this host already shut down in this outage
+        # fsd: the shutdown is due, at its commit point (shutdown_by) or now
+        span = 0 if lease.shutdown_by is None else lease.shutdown_by - lease.issued_at
+        left = max(0.0, countdown(lease.issued_at, span, self.cfg.skew_sec, now))
+        self._lease_deadline = now + left
+        LOG.warning(
+            "lease%s: own shutdown in %.0fs unless a newer lease arrives",
+            " says fsd" if lease.fsd else "",
+            left,
         )
-        self._lease_deadline = now + max(0.0, left)
-        LOG.info("lease: own shutdown in %.0fs unless a newer lease arrives", max(0.0, left))
 
     def _execute_now(self, kind: str, lease: Lease) -> None:
         """fsd or the lease deadline: a pending job commits now, or a new one starts."""
@@ -1273,6 +1322,9 @@ class Agent:
             if self._job is job:
                 self._job = None
             self._last_executed = job
+            # one shutdown per outage: the lease countdown does not repeat it
+            self._episode_done = True
+            self._lease_deadline = None
             self._persist()
         self.publish_status()
         argv = self.cfg.shutdown_command
@@ -1296,11 +1348,13 @@ class Agent:
                     self._lease_deadline = None
                     if lease is not None:
                         self._executed_lease = lease.issued_at
+                        self._episode_done = True
                         LOG.warning(
-                            "no newer lease by shutdown_by %s: shutting down on our own",
+                            "no newer lease by shutdown_by %s (fsd %s): shutting down on our own",
                             lease.shutdown_by,
+                            lease.fsd,
                         )
-                        self._execute_now("lease", lease)
+                        self._execute_now("fsd" if lease.fsd else "lease", lease)
                         self._persist()
                     continue
                 wait = 1.0 if deadline is None else min(1.0, max(0.0, deadline - self.clock()))

@@ -58,8 +58,12 @@ Set-Acl -LiteralPath $DataDir -AclObject $acl
 if (Test-Path $ConfigPath) {
     "Keeping the existing $ConfigPath"
 } else {
-    $secure = Read-Host -AsSecureString 'Agent secret from the Home Assistant integration (empty = none, UNSAFE)'
+    $secure = Read-Host -AsSecureString 'Agent secret from the Home Assistant integration (required)'
     $secret = [Runtime.InteropServices.Marshal]::PtrToStringBSTR([Runtime.InteropServices.Marshal]::SecureStringToBSTR($secure))
+    if (-not $secret.Trim()) {
+        # fail closed: an agent without a secret obeys anyone on the broker
+        throw 'A secret is required: Home Assistant shows it once when you add the agent.'
+    }
     $password = ''
     if ($MqttUsername) {
         $sp = Read-Host -AsSecureString "MQTT password for $MqttUsername"

@@ -45,6 +45,7 @@ from .issues import (
     raise_repair,
 )
 from .nut.consumer import nut_bindings
+from .lease_publisher import LeasePublisher
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -123,6 +124,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     async def _async_update_data(self) -> dict[str, PolicyStatus]:
         """`homeassistant.update_entity`: the engines' statuses as they are now."""
         return {sn: engine.status() for sn, engine in self.engines.items()}
+        # protocol 2: each agent's retained power lease, from the statuses below
+        self.leases = LeasePublisher(hass, self.prefix, self.agents, now_ts)
 
     # --- life cycle -------------------------------------------------------
 
@@ -237,6 +240,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             self._tick_unsub = None
         for waiter in self._pong_waiters.values():
             waiter.cancel()
+        self.leases.async_stop()
         await self._store.async_save(self._storage_data())
 
     # --- inputs -----------------------------------------------------------
@@ -305,6 +309,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         engine = self.engines.get(agent.device)
         if engine is None:
             return
+        # protocol 2: the ack's own time against the command's gives the agent's clock offset
+        self.leases.observe_ack(agent.agent_id, ack, engine.status(), now_ts())
         self._run_effects_and_reschedule(engine.handle_ack(agent.agent_id, ack), agent.device)
 
     @callback
@@ -382,6 +388,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
         if changed:
             self.async_set_updated_data(statuses)
+        if self.mqtt_available:
+            self.leases.async_update(statuses)
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):

@@ -550,6 +550,7 @@ def test_restart_does_not_replay_and_session_persists(harness: Harness) -> None:
     cmd = command("shutdown", delay_sec=1)
     harness.send(cmd)
     harness.collector.wait_ack(cmd["id"], "executing", timeout=6)
+    harness.collector.wait(lambda: DRY_RUN_SHUTDOWN_LINE in harness.agent.log(), 5, "log line")
     harness.agent.stop()
     # queued for the persistent session while the agent is down
     queued = command("ping")

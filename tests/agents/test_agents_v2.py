@@ -99,14 +99,52 @@ def test_newer_lease_moves_the_deadline_and_grid_present_cancels_it(harness: Har
 
 def test_started_while_fsd_set_shuts_down(harness: Harness) -> None:
     now = int(time.time())
+    # the shutdown went out 5 s ago and its commit point has passed
     harness.publish_lease(
-        lease(agent_id=harness.agent_id, fsd=True, shutdown_by=now, issued_at=now - 5)
+        lease(agent_id=harness.agent_id, fsd=True, shutdown_by=now - 5, issued_at=now - 5)
     )
     harness.start_agent()
     wait_execution(harness, timeout=8)
     # fsd is a level: held by later leases, but acted on once
     harness.publish_lease(lease(agent_id=harness.agent_id, fsd=True, shutdown_by=now))
     still_idle(harness, 1.0)
+    assert executions(harness) == 1
+
+
+def test_fsd_with_its_commit_point_ahead_waits_for_it_and_grid_back_cancels(
+    harness: Harness,
+) -> None:
+    harness.start_agent()
+    now = int(time.time())
+    harness.publish_lease(lease(agent_id=harness.agent_id, fsd=True, shutdown_by=now + 3))
+    time.sleep(1.0)
+    assert executions(harness) == 0, "fsd went down before its commit point"
+    # the grid is back before the commit point; fsd is still held (restore confirmation)
+    harness.publish_lease(lease(agent_id=harness.agent_id, grid="present", fsd=True))
+    time.sleep(max(0.0, now + 4.5 - time.time()))
+    still_idle(harness, 0.5)
+
+
+def test_started_in_the_restore_window_stays_up(harness: Harness) -> None:
+    """fsd still held while the grid is confirmed back: a host booting now stays up."""
+    now = int(time.time())
+    harness.publish_lease(
+        lease(agent_id=harness.agent_id, grid="present", fsd=True, issued_at=now - 2)
+    )
+    harness.start_agent()
+    still_idle(harness, 2.0)
+
+
+def test_a_commanded_shutdown_is_not_repeated_by_the_lease(harness: Harness) -> None:
+    harness.start_agent()
+    now = int(time.time())
+    harness.publish_lease(lease(agent_id=harness.agent_id, shutdown_by=now + 3, fsd=True))
+    cmd = command("shutdown", delay_sec=2)
+    harness.send(cmd)
+    harness.collector.wait_ack(cmd["id"], "executing", timeout=8)
+    wait_execution(harness)
+    time.sleep(max(0.0, now + 4.5 - time.time()))
+    still_idle(harness, 0.5)
     assert executions(harness) == 1
 
 
@@ -169,6 +207,8 @@ def test_agent_restarted_mid_countdown_executes_at_the_commit_point(harness: Har
     executing = harness.collector.wait_ack(cmd["id"], "executing", timeout=10)
     commit = cmd["issued_at"] + 5
     assert commit - 1 <= executing["at"] <= commit + 2
+    wait_execution(harness)
+    time.sleep(1.0)
     assert executions(harness) == 1
 
 
@@ -409,3 +449,83 @@ def test_graceful_stop_leaves_no_process_behind(harness: Harness) -> None:
             break
         time.sleep(0.2)
     assert not left, left
+
+
+# ---------------------------------------------------------------- Wake-on-LAN facts
+
+
+def _route_to(host: str) -> dict[str, str] | None:
+    """What iproute2 says about the interface towards `host` (an independent reading)."""
+    import json
+    import shutil
+
+    if shutil.which("ip") is None:
+        return None
+    route = subprocess.run(
+        ["ip", "-j", "route", "get", host], check=False, capture_output=True, text=True
+    )
+    if route.returncode != 0 or not route.stdout.strip():
+        return None
+    dev = json.loads(route.stdout)[0].get("dev")
+    if not dev or dev == "lo":
+        return None
+    addr = ["ip", "-j", "addr", "show", "dev", dev]
+    links = json.loads(subprocess.run(addr, check=True, capture_output=True, text=True).stdout)
+    inet = [a for a in links[0]["addr_info"] if a["family"] == "inet"]
+    if not inet:
+        return None
+    result = {"mac": links[0]["address"].lower()}
+    if inet[0].get("broadcast"):
+        result["broadcast"] = inet[0]["broadcast"]
+    return result
+
+
+# TEST-NET-1: connecting a UDP socket towards it sends nothing, it only picks the route
+REMOTE = "192.0.2.1"
+
+
+def test_linux_agent_finds_mac_and_broadcast_of_the_broker_interface() -> None:
+    import json
+    import sys
+
+    from tests.agents.conftest import LINUX_AGENT
+
+    expected = _route_to(REMOTE)
+    if expected is None:
+        pytest.skip("no IPv4 route off this machine")
+    # in a process of its own: the test harness blocks sockets other than loopback
+    script = (
+        "import json, sys; ns = {'__name__': 'probe'}; "
+        "exec(open(sys.argv[1]).read(), ns); "
+        "print(json.dumps([ns['broker_interface'](h, 1883) for h in sys.argv[2:]]))"
+    )
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(LINUX_AGENT), REMOTE, "127.0.0.1"],
+        check=True,
+        capture_output=True,
+        text=True,
+    ).stdout
+    assert json.loads(out) == [expected, {}]
+
+
+def test_macos_agent_finds_mac_and_broadcast_of_the_broker_interface() -> None:
+    from tests.agents.conftest import MACOS_AGENT
+
+    expected = _route_to(REMOTE)
+    if expected is None:
+        pytest.skip("no IPv4 route off this machine")
+    script = (
+        f'source <(sed -n "/^broker_interface() {{/,/^}}/p" {MACOS_AGENT}); '
+        'for h in "$@"; do MQTT_HOST="$h"; broker_interface; echo "$IF_MAC $IF_BRD"; done'
+    )
+    out = subprocess.run(
+        ["bash", "-c", script, "bash", REMOTE, "127.0.0.1"],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.splitlines()
+    assert (
+        out[0].split()
+        == [expected["mac"], expected.get("broadcast", "")][: 1 + ("broadcast" in expected)]
+    )
+    assert out[1].strip() == ""

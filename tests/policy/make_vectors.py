@@ -646,6 +646,21 @@ def lease_vectors() -> list[dict[str, Any]]:
             now=ISSUED + 5,
         ),
         vector(
+            "fsd_commit_point_ahead",
+            "fsd set when the shutdown went out; shutdown_by is its commit point, 30 s "
+            "ahead: the agent goes down then (a lease saying the grid is present before "
+            "then cancels it).",
+            make(fsd=True, shutdown_by=ISSUED + 30, expires_at=ISSUED + 120),
+            {"valid": True, "action": "countdown", "shutdown_in": 30},
+        ),
+        vector(
+            "fsd_held_in_restore_window",
+            "Grid back, fsd still held for the restore confirmation time: the host stays "
+            "up (a host booting now must not go down again).",
+            make(grid="present", fsd=True, shutdown_by=None, soc_min=None, expires_at=ISSUED + 90),
+            {"valid": True, "action": "cancel"},
+        ),
+        vector(
             "fsd_expired_no_boot_loop",
             "fsd set but past expires_at + allowance (a host booting after the power came "
             "back, Home Assistant still down): never acted on.",

@@ -138,9 +138,10 @@ def lease_outcome(vector: dict[str, Any]) -> dict[str, Any]:
         return {"action": "ignore", "reason": "future"}
     if now > obj["expires_at"] + skew:
         return {"action": "ignore", "reason": "expired"}
-    if obj["fsd"]:
-        return {"action": "shutdown_now"}
-    if obj["grid"] == "present" or "shutdown_by" not in obj:
+    if obj["grid"] == "present" or ("shutdown_by" not in obj and not obj["fsd"]):
         return {"action": "cancel"}
     late = max(0, (now - obj["issued_at"]) - skew)
-    return {"action": "countdown", "shutdown_in": obj["shutdown_by"] - obj["issued_at"] - late}
+    left = obj.get("shutdown_by", obj["issued_at"]) - obj["issued_at"] - late
+    if left <= 0:
+        return {"action": "shutdown_now"}
+    return {"action": "countdown", "shutdown_in": left}

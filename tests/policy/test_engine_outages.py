@@ -294,3 +294,33 @@ def test_a_backward_clock_step_keeps_a_running_timer_on_time(make: Make) -> None
     h.engine.update(PolicyTelemetry(GridStatus.LOST, 10, None, h.clock.now))
     assert shutdowns(h.at(29)) == []
     assert len(shutdowns(h.at(1))) == 1
+
+
+# -- an agent that lost its job -------------------------------------------------------------
+
+
+def test_agent_restarted_without_its_job_gets_a_fresh_shutdown_at_once(make: Make) -> None:
+    """A `duplicate` ack saying `job: none`: the agent knows the id but lost the countdown."""
+    from custom_components.ecoflow_power.policy.protocol import JobState
+
+    h = make(debounce_sec=0, delay_sec=60, ttl_sec=300, cooldown_sec=600)
+    first = shutdowns(h.lost(soc=10))[0]
+    h.ack("nas", first.payload["id"], AckStatus.SCHEDULED, execute_at=int(T0) + 60)
+    h.clock.advance(20)
+    effects = h.ack("nas", first.payload["id"], AckStatus.DUPLICATE, job=JobState.NONE)
+    fresh = new_shutdowns(effects)
+    assert len(fresh) == 1, "the cooldown must not hold back a shutdown the agent lost"
+    assert fresh[0].payload["id"] != first.payload["id"]
+    assert any(a.kind is AuditKind.AGENT_ONLINE for a in audits(effects))
+
+
+def test_a_duplicate_ack_of_a_pending_job_changes_nothing(make: Make) -> None:
+    from custom_components.ecoflow_power.policy.protocol import JobState
+
+    h = make(debounce_sec=0, delay_sec=60)
+    first = shutdowns(h.lost(soc=10))[0]
+    h.ack("nas", first.payload["id"], AckStatus.SCHEDULED, execute_at=int(T0) + 60)
+    h.clock.advance(20)
+    effects = h.ack("nas", first.payload["id"], AckStatus.DUPLICATE, job=JobState.PENDING)
+    assert new_shutdowns(effects) == []
+    assert h.engine.state is PolicyState.SHUTDOWN_SENT

@@ -5,7 +5,7 @@ from __future__ import annotations
 from .audit import AuditKind
 from .context import EngineContext
 from .effects import Effect
-from .protocol import Ack, AckStatus, CommandAction
+from .protocol import Ack, AckStatus, CommandAction, JobState
 from .tracking import TERMINAL_STATUSES, AgentRuntime, SentCommand
 
 
@@ -40,6 +40,8 @@ def apply_ack(
         cmd.committed = True
     elif ack.status in TERMINAL_STATUSES:
         _apply_terminal_ack(rt, cmd, ack)
+    elif ack.status is AckStatus.DUPLICATE and ack.job is JobState.NONE:
+        _apply_lost_job(ctx, rt, cmd, now, effects)
     detail = f": {ack.detail}" if ack.detail else ""
     ctx.audit_add(
         effects,
@@ -63,3 +65,25 @@ def _apply_terminal_ack(rt: AgentRuntime, cmd: SentCommand, ack: Ack) -> None:
         target.outcome = AckStatus.ABORTED
     elif ack.detail.startswith("too_late"):
         target.committed = True  # the abort lost the race: the host goes down
+
+
+def _apply_lost_job(
+    ctx: EngineContext, rt: AgentRuntime, cmd: SentCommand, now: float, effects: list[Effect]
+) -> None:
+    """Protocol 2: the agent knows the id but holds no job for it (it lost it on a restart).
+
+    The shutdown no longer holds a new one back: the decision sends a fresh one
+    at once if the condition is still due. Past the commit point with no job
+    the host did not go down either, so the same applies.
+    """
+    if cmd is not rt.shutdown or cmd.committed or not cmd.is_live() or cmd.released:
+        return
+    cmd.released = True
+    ctx.audit_add(
+        effects,
+        now,
+        AuditKind.AGENT_ONLINE,
+        "agent holds no job for its shutdown: a new one goes out if still due",
+        agent_id=rt.agent_id,
+        command_id=cmd.id,
+    )

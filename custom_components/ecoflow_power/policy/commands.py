@@ -95,6 +95,7 @@ class Commands:
             ttl_sec=ttl_sec,
             issued_at=issued_at,
             command_id=command_id,
+            ref=ref,
         )
         return SentCommand(
             id=command_id,

@@ -17,7 +17,10 @@ from enum import StrEnum
 import json
 from typing import Any, Final
 
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
+
 from .protocol import is_valid_agent_id, power_topic, sanitize_text, sign_message, verify_message
+from .status import AgentView, PolicyState, PolicyStatus
 
 LEASE_VERSION: Final = 2
 LEASE_TYPE: Final = "lease"
@@ -29,6 +32,8 @@ LEASE_REFRESH_SEC: Final = 30
 # has long passed ignores it.
 LEASE_VALID_SEC: Final = 90
 MAX_LEASE_BYTES: Final = 8192
+# A deadline moved earlier by this much is published at once (see LeaseState.supersedes).
+LEASE_EARLIER_SEC: Final = 5
 MAX_OFFSET_ROUND_TRIP_SEC: Final = 5.0
 
 
@@ -50,6 +55,65 @@ class Lease:
     fsd: bool
     issued_at: int
     expires_at: int
+
+
+@dataclass(frozen=True, slots=True)
+class LeaseState:
+    """What a lease says, without its times: a change of it is published at once."""
+
+    grid: LeaseGrid
+    soc_min: float | None
+    shutdown_by: int | None
+    fsd: bool
+
+    def supersedes(self, published: LeaseState) -> bool:
+        """Worth a lease at once, not only at the next refresh.
+
+        The grid, fsd, a deadline appearing or going, or a deadline moved
+        earlier by LEASE_EARLIER_SEC or more. A later deadline or a new soc_min
+        waits for the refresh: an agent holding the older, earlier deadline
+        errs on the safe side, and the estimate moves a little with every
+        reading.
+        """
+        if (self.grid, self.fsd) != (published.grid, published.fsd):
+            return True
+        if (self.shutdown_by is None) != (published.shutdown_by is None):
+            return True
+        return (
+            self.shutdown_by is not None
+            and published.shutdown_by is not None
+            and self.shutdown_by <= published.shutdown_by - LEASE_EARLIER_SEC
+        )
+
+    @property
+    def needs_refresh(self) -> bool:
+        """On battery, a deadline or fsd: republished every LEASE_REFRESH_SEC."""
+        return self.grid is LeaseGrid.ON_BATTERY or self.fsd or self.shutdown_by is not None
+
+
+# The engine's verdicts under which "grid present" would be a claim it cannot make.
+_DOUBTFUL = {PolicyState.BLIND, PolicyState.UNPROTECTED}
+
+
+def lease_state(status: PolicyStatus, view: AgentView) -> LeaseState:
+    """The lease for one agent from its station's engine status.
+
+    "present" cancels an agent's own countdown, so it is said only on a fresh
+    CONNECTED verdict; stale telemetry, blind or unprotected is "unknown".
+    """
+    if status.grid is GridStatus.LOST:
+        grid = LeaseGrid.ON_BATTERY
+    elif (
+        status.grid is GridStatus.CONNECTED
+        and not status.telemetry_stale
+        and status.state not in _DOUBTFUL
+    ):
+        grid = LeaseGrid.PRESENT
+    else:
+        grid = LeaseGrid.UNKNOWN
+    soc = None if status.soc_min is None else round(min(100.0, max(0.0, status.soc_min)), 1)
+    by = None if view.shutdown_by is None else int(view.shutdown_by)
+    return LeaseState(grid=grid, soc_min=soc, shutdown_by=by, fsd=view.fsd)
 
 
 def lease_topic(prefix: str, agent_id: str) -> str:
@@ -134,7 +198,7 @@ def parse_lease(payload: bytes | str, secret: str, agent_id: str) -> Lease | Non
     if not verify_message(obj, secret):
         return None
     try:
-        grid = LeaseGrid(obj.get("grid"))
+        grid = LeaseGrid(str(obj.get("grid")))
         issued_at = _uint("issued_at", obj.get("issued_at"))
         expires_at = _uint("expires_at", obj.get("expires_at"))
         shutdown_by = _opt_uint(obj, "shutdown_by")

@@ -28,6 +28,8 @@ MAX_INT: Final = 2**53 - 1
 # Agent ids become MQTT topic levels and file names on the agent.
 _AGENT_ID_RE: Final = re.compile(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$")
 _SIG_RE: Final = re.compile(r"^[0-9a-f]{64}$")
+_MAC_RE: Final = re.compile(r"^[0-9a-f]{2}(:[0-9a-f]{2}){5}$")
+_IPV4_RE: Final = re.compile(r"^(\d{1,3}\.){3}\d{1,3}$")
 
 
 class CommandAction(StrEnum):
@@ -102,6 +104,9 @@ class AgentStatus:
     job: JobState | None = None
     job_id: str | None = None
     lease_deadline: int | None = None
+    # the interface the agent reaches the broker through (Wake-on-LAN), when known
+    mac: str | None = None
+    broadcast: str | None = None
 
 
 # --------------------------------------------------------------------------
@@ -336,6 +341,11 @@ def parse_status(payload: bytes | str, secret: str) -> AgentStatus | None:
         return None
     if deadline is not None and not _is_uint(deadline):
         return None
+    mac, broadcast = obj.get("mac"), obj.get("broadcast")
+    if mac is not None and not (isinstance(mac, str) and _MAC_RE.match(mac)):
+        return None
+    if broadcast is not None and not (isinstance(broadcast, str) and _IPV4_RE.match(broadcast)):
+        return None
     try:
         state = AgentState(obj.get("state"))
         platform = AgentPlatform(obj.get("platform"))
@@ -355,4 +365,6 @@ def parse_status(payload: bytes | str, secret: str) -> AgentStatus | None:
         job=job_state,
         job_id=job_id,
         lease_deadline=deadline,
+        mac=mac,
+        broadcast=broadcast,
     )

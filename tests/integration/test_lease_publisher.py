@@ -1,0 +1,183 @@
+"""Protocol 2 in Home Assistant: each agent's power lease, on a real mosquitto broker."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from unittest.mock import AsyncMock
+
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
+from homeassistant.helpers import issue_registry as ir
+import pytest
+from pytest_homeassistant_custom_component.common import async_fire_time_changed
+
+from custom_components.ecoflow_power.const import (
+    CONF_AGENTS,
+    CONF_GRID_CONFIRM,
+    CONF_POLICY,
+    DOMAIN,
+)
+from custom_components.ecoflow_power.policy.lease import LEASE_REFRESH_SEC, parse_lease
+from custom_components.ecoflow_power.policy.protocol import Ack, AckStatus, verify_message
+from tests.helpers.mosquitto import MosquittoBroker, running_broker
+
+from .conftest import DELTA2_SN, make_entry
+from .helpers import feed
+from .mqtt_helpers import (
+    SideSubscriber,
+    flush_subscriptions,
+    publish_side,
+    real_sleep,
+    setup_real_mqtt,
+)
+from .test_policy_mqtt import delta2_payload
+
+AGENT_SECRET = "nas-secret-for-tests"
+TOPIC = "power-manager/nas/power"
+
+
+@pytest.fixture
+def broker(socket_enabled: None) -> MosquittoBroker:
+    with running_broker() as broker:
+        yield broker
+
+
+@pytest.fixture
+async def loaded(
+    hass: HomeAssistant,
+    broker: MosquittoBroker,
+    mock_client: AsyncMock,
+    fake_session,
+    freezer: FrozenDateTimeFactory,
+):
+    freezer.move_to("2026-11-01T12:00:00+00:00")
+    # a lease left behind by an agent since removed from this entry, and one of
+    # another entry's station (same prefix): only the first must go
+    for agent_id, device in (("old-pc", DELTA2_SN), ("other-entry", "OTHERSTATION01")):
+        await publish_side(
+            broker, f"power-manager/{agent_id}/power", {"v": 2, "device": device}, retain=True
+        )
+    mqtt_entry = await setup_real_mqtt(hass, broker)
+    entry = make_entry(
+        **{
+            CONF_GRID_CONFIRM: 0,
+            CONF_AGENTS: {
+                "nas": {
+                    "device": DELTA2_SN,
+                    "secret": AGENT_SECRET,
+                    "soc_threshold": None,
+                    "delay_sec": None,
+                },
+            },
+            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await flush_subscriptions(
+        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
+    )
+    yield entry, fake_session.instances[-1]
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.config_entries.async_unload(mqtt_entry.entry_id)
+    await hass.async_block_till_done()
+
+
+async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
+    freezer.tick(timedelta(seconds=seconds))
+    async_fire_time_changed(hass)
+    await hass.async_block_till_done()
+
+
+async def test_agent_gets_a_retained_signed_lease_that_follows_the_grid(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    _entry, session = loaded
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
+    # a late subscriber (an agent that starts now) gets the retained lease
+    async with SideSubscriber(broker, TOPIC, count=1) as subscriber:
+        (topic, present), *_ = await subscriber.messages()
+    assert topic == TOPIC
+    assert verify_message(present, AGENT_SECRET)
+    lease = parse_lease(json_dumps(present), AGENT_SECRET, "nas")
+    assert lease is not None
+    assert lease.grid == "present"
+    assert lease.fsd is False
+    assert lease.expires_at > lease.issued_at
+
+    async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=40))
+        messages = await subscriber.messages()
+    on_battery = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+    assert on_battery is not None
+    assert on_battery.grid == "on_battery"
+    assert on_battery.soc_min == 40.0
+    # the lease carries the engine's own deadline for this agent
+    view = loaded[0].runtime_data.policy.data[DELTA2_SN].agents["nas"]
+    expected_by = None if view.shutdown_by is None else int(view.shutdown_by)
+    assert on_battery.shutdown_by == expected_by
+    assert on_battery.expires_at >= max(on_battery.issued_at, expected_by or 0) + 60
+
+    # while on battery the lease is republished: a silent Home Assistant is noticed
+    async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+        await _advance(hass, freezer, LEASE_REFRESH_SEC + 1)
+        messages = await subscriber.messages()
+    refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+    assert refreshed is not None
+    assert refreshed.grid == "on_battery"
+    assert refreshed.issued_at >= on_battery.issued_at + LEASE_REFRESH_SEC
+
+
+async def test_clock_offset_above_the_allowance_raises_a_repair(
+    hass: HomeAssistant, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    entry, _session = loaded
+    leases = entry.runtime_data.policy.leases
+    now = freezer().timestamp()
+    assert leases.observe_answer("nas", int(now) + 300, now, now + 0.2) == pytest.approx(
+        300.4, abs=1
+    )
+    registry = ir.async_get(hass)
+    assert registry.async_get_issue(DOMAIN, "agent_clock_skew_nas") is not None
+    leases.observe_answer("nas", int(now), now, now + 0.1)
+    assert registry.async_get_issue(DOMAIN, "agent_clock_skew_nas") is None
+    # a slow answer (a resend) says nothing about the clocks
+    assert leases.observe_answer("nas", int(now) + 300, now, now + 30) is None
+    assert registry.async_get_issue(DOMAIN, "agent_clock_skew_nas") is None
+
+
+def json_dumps(obj: dict) -> str:
+    import json
+
+    return json.dumps(obj)
+
+
+async def test_a_pong_from_a_skewed_agent_raises_the_clock_repair(
+    hass: HomeAssistant, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    """A ping the engine issued, answered with the agent's clock 200 s fast."""
+    entry, _session = loaded
+    policy = entry.runtime_data.policy
+    engine = policy.engines[DELTA2_SN]
+    (ping,) = [e.payload for e in engine.ping(["nas"]) if hasattr(e, "payload")]
+    status_before = engine.status()
+    ack = Ack(id=ping["id"], agent="nas", status=AckStatus.PONG, at=ping["issued_at"] + 200)
+    offset = policy.leases.observe_ack("nas", ack, status_before, freezer().timestamp())
+    assert offset == pytest.approx(200, abs=2)
+    assert ir.async_get(hass).async_get_issue(DOMAIN, "agent_clock_skew_nas") is not None
+    # an ack for another command (a resend, an old id) says nothing
+    other = Ack(id="not-the-last-command", agent="nas", status=AckStatus.PONG, at=1)
+    assert policy.leases.observe_ack("nas", other, status_before, freezer().timestamp()) is None
+
+
+async def test_leases_of_removed_agents_are_cleared(broker: MosquittoBroker, loaded) -> None:
+    from tests.agents.conftest import read_retained
+
+    for _ in range(100):
+        if read_retained(broker, "power-manager/old-pc/power", timeout=0.2) is None:
+            break
+        await real_sleep(0.1)
+    assert read_retained(broker, "power-manager/old-pc/power", timeout=0.5) is None
+    assert read_retained(broker, "power-manager/other-entry/power", timeout=2) is not None
+    assert read_retained(broker, TOPIC, timeout=2) is not None
