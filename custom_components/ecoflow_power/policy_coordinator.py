@@ -44,8 +44,8 @@ from .issues import (
     clear_repair,
     raise_repair,
 )
-from .nut.consumer import nut_bindings
 from .lease_publisher import LeasePublisher
+from .nut.consumer import nut_bindings
 from .policy.audit import AuditRecord
 from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
 from .policy.engine import PolicyEngine
@@ -116,6 +116,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self._link: dict[str, tuple[bool, bool | None]] = {}
         # Answers commands to `local` agents (NUT clients) instead of MQTT: True = handled.
         self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
+        # protocol 2: each agent's retained power lease, from the engines' statuses
+        self.leases = LeasePublisher(hass, self.prefix, self.agents, now_ts)
 
     @property
     def mqtt_available(self) -> bool:
@@ -124,8 +126,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     async def _async_update_data(self) -> dict[str, PolicyStatus]:
         """`homeassistant.update_entity`: the engines' statuses as they are now."""
         return {sn: engine.status() for sn, engine in self.engines.items()}
-        # protocol 2: each agent's retained power lease, from the statuses below
-        self.leases = LeasePublisher(hass, self.prefix, self.agents, now_ts)
 
     # --- life cycle -------------------------------------------------------
 
