@@ -31,6 +31,7 @@ from .nut.station import StationBackend, StationUps
 from .policy.effects import Effect, PublishCommand
 from .policy.settings import PolicySettings
 from .policy.status import PolicyStatus
+from .restore_coordinator import wake_settings_for
 
 if TYPE_CHECKING:
     from .policy_coordinator import PolicyCoordinator
@@ -80,6 +81,7 @@ class NutServerManager:
                     aliases=station.aliases,
                     charge_low_pct=limit,
                     runtime_low_sec=self._runtime_low(sn),
+                    charge_restart_pct=self._charge_restart(sn),
                 )
             )
             self._sn_of_agent[nut_agent_id(station.name)] = sn
@@ -146,6 +148,11 @@ class NutServerManager:
         # The engine's settings: the stored ones, or the defaults when those are invalid.
         engine = self.policy.engines.get(sn)
         return engine.settings if engine is not None else PolicySettings()
+
+    def _charge_restart(self, sn: str) -> float | None:
+        # The restore rule wakes hosts above this level (issue 14); off: not served.
+        restore = wake_settings_for(self.entry.options, sn)
+        return restore.restart_soc if restore.enabled else None
 
     def _charge_low(self, sn: str, own: float | None) -> float:
         if own is not None:

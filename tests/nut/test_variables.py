@@ -196,3 +196,20 @@ def test_unknown_grid_falls_back_to_the_policys_last_known() -> None:
 )
 def test_numbers_are_written_as_nut_expects(value: float, text: str) -> None:
     assert number(value) == text
+
+
+def test_the_restore_rules_restart_level_is_served_when_the_rule_is_on() -> None:
+    with_rule = replace(FACTS, charge_restart_pct=30.0)
+    inputs = ups_inputs(
+        with_rule,
+        ON_GRID,
+        status(PolicyState.NORMAL, GridStatus.CONNECTED),
+        AGENT,
+        now=NOW,
+        stale_after_sec=120,
+    )
+    assert build_variables(inputs)["battery.charge.restart"] == "30"
+    # Rule off: not served (no client acts on a level nobody applies).
+    assert "battery.charge.restart" not in variables(
+        ON_GRID, status(PolicyState.NORMAL, GridStatus.CONNECTED)
+    )

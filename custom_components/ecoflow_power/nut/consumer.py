@@ -179,6 +179,7 @@ class StationFacts:
     driver_version: str
     charge_low_pct: float
     runtime_low_sec: int
+    charge_restart_pct: float | None = None
 
 
 def ups_inputs(
@@ -251,4 +252,5 @@ def ups_inputs(
         runtime_low_sec=facts.runtime_low_sec,
         input_voltage=None if state is None or stale else state.ac_in_v,
         output_w=None if state is None or stale else state.watts_out,
+        charge_restart_pct=facts.charge_restart_pct,
     )

@@ -35,6 +35,7 @@ class StationUps:
     aliases: tuple[str, ...] = ()
     charge_low_pct: float = 20.0
     runtime_low_sec: int = 0
+    charge_restart_pct: float | None = None
 
     @property
     def agent_id(self) -> str:
@@ -79,6 +80,7 @@ class StationBackend:
             driver_version=self.driver_version,
             charge_low_pct=station.charge_low_pct,
             runtime_low_sec=station.runtime_low_sec,
+            charge_restart_pct=station.charge_restart_pct,
         )
         inputs = ups_inputs(
             facts,

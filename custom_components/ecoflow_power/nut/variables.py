@@ -20,6 +20,7 @@ _DESCRIPTIONS: Final = {
     "input.voltage": "Input voltage (V)",
     "battery.charge": "Battery charge (percent of full)",
     "battery.charge.low": "Remaining battery level when UPS switches to LB (percent)",
+    "battery.charge.restart": "Minimum battery level for UPS restart after power-off",
     "battery.voltage": "Battery voltage (V)",
     "battery.runtime": "Battery runtime (seconds)",
     "battery.runtime.low": "Remaining battery runtime when UPS switches to LB (seconds)",
@@ -36,6 +37,7 @@ _NUMERIC: Final = frozenset(
         "input.voltage",
         "battery.charge",
         "battery.charge.low",
+        "battery.charge.restart",
         "battery.voltage",
         "battery.runtime",
         "battery.runtime.low",
@@ -77,6 +79,8 @@ class UpsInputs:
     input_voltage: float | None
     output_w: float | None
     battery_voltage: float | None = None
+    # The restore rule's restart level (hosts are woken above it); None: rule off
+    charge_restart_pct: float | None = None
 
 
 def ups_status(inputs: UpsInputs) -> str:
@@ -127,6 +131,7 @@ def build_variables(inputs: UpsInputs) -> dict[str, str] | None:
     optional = {
         "battery.charge": inputs.charge_pct,
         "battery.runtime": inputs.runtime_sec,
+        "battery.charge.restart": inputs.charge_restart_pct,
         "input.voltage": inputs.input_voltage,
         "ups.realpower": inputs.output_w,
         "battery.voltage": inputs.battery_voltage,
