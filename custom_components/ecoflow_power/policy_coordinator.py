@@ -9,17 +9,19 @@ from __future__ import annotations
 
 import asyncio
 from dataclasses import asdict
-from datetime import datetime
+from datetime import datetime, timedelta
 import logging
 from typing import Any
-import uuid
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
-from homeassistant.helpers import device_registry as dr, issue_registry as ir
-from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.exceptions import HomeAssistantError
+from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers.event import (
+    async_track_point_in_utc_time,
+    async_track_time_interval,
+)
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
@@ -29,17 +31,12 @@ from .agents import (
     DiscoveredAgent,
     agent_device_identifier,
     agents_from_options,
-    policy_settings_for,
 )
 from .clock import now_ts
 from .const import CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX, DOMAIN, EVENT_POLICY
 from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import PowerState
 from .issues import (
-    ISSUE_AGENT_INVALID,
-    ISSUE_AGENT_UNMANAGED_STATION,
-    ISSUE_POLICY_SETTINGS_INVALID,
-    ISSUE_POLICY_STATE_UNREADABLE,
     clear_repair,
     raise_repair,
 )
@@ -54,10 +51,12 @@ from .policy.protocol import (
     parse_ack,
     parse_status,
 )
-from .policy.settings import PolicySettings
 from .policy.status import PolicyStatus
+from .policy_actions import PolicyActions
 from .policy_inputs import telemetry_reading
 from .policy_mqtt import PolicyMqtt
+from .policy_repairs import StationRepairs, StationView, local_time
+from .policy_setup import build_engine, load_settings, update_agent_repairs
 from .sentinel import SentinelWatcher, sentinels_from_options
 
 _LOGGER = logging.getLogger(__name__)
@@ -67,9 +66,10 @@ STORAGE_VERSION = 1
 # at most this much (the engine re-sends unacknowledged commands anyway).
 STORAGE_SAVE_DELAY = 1
 AUDIT_LOG_SIZE = 200
+REPAIR_CHECK_INTERVAL = timedelta(seconds=30)
 
 
-class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
+class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicyStatus]]):
     """Engines per station, agent presence, and the MQTT side of the protocol."""
 
     config_entry: ConfigEntry
@@ -109,6 +109,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self._tick_unsub: CALLBACK_TYPE | None = None
         self._tick_at: float | None = None
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
+        self.station_repairs = StationRepairs(hass)
         # What the engines were last told about the link, per station.
         self._link: dict[str, tuple[bool, bool | None]] = {}
 
@@ -131,11 +132,21 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             _LOGGER.warning("The stored policy state cannot be read: %s", err)
             engines_data = {sn: {"unreadable": True} for sn in self.telemetry.devices}
         for sn in self.telemetry.devices:
-            bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
-            self.engines[sn] = self._build_engine(
-                sn, self._settings_for(sn), bindings, engines_data.get(sn)
+            name = self._station_name(sn)
+            settings = load_settings(
+                self.hass, self.config_entry.options, sn, self.telemetry.stale_after_sec, name
             )
-        self._update_agent_repairs()
+            bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
+            self.engines[sn] = build_engine(
+                self.hass, sn, settings, bindings, stored=engines_data.get(sn), station_name=name
+            )
+        update_agent_repairs(
+            self.hass,
+            self.config_entry.entry_id,
+            self.agents.values(),
+            self._invalid_agents,
+            self.engines,
+        )
         self.data = {sn: engine.status() for sn, engine in self.engines.items()}
         self._unsubscribers.append(
             self.telemetry.async_add_telemetry_listener(self._handle_telemetry)
@@ -150,77 +161,15 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
                 self._handle_telemetry(sn, state)
         self._handle_link(self.telemetry.cloud_connected)
         self._run_effects_and_reschedule([])
-
-    def _settings_for(self, sn: str) -> PolicySettings:
-        """The stored settings, or the defaults with a repair when they are not valid."""
-        issue_id = f"{ISSUE_POLICY_SETTINGS_INVALID}_{sn}"
-        try:
-            settings = policy_settings_for(
-                self.config_entry.options, sn, self.telemetry.stale_after_sec
-            )
-        except (ValueError, TypeError) as err:
-            _LOGGER.warning("Invalid policy settings for %s, using defaults: %s", sn, err)
-            raise_repair(
+        # Frozen telemetry is silence: nothing else would notice it in time.
+        self._unsubscribers.append(
+            async_track_time_interval(
                 self.hass,
-                issue_id,
-                ISSUE_POLICY_SETTINGS_INVALID,
-                {"device": self._station_name(sn), "error": str(err)},
+                self._async_repair_timer,
+                REPAIR_CHECK_INTERVAL,
+                name="ecoflow policy repairs",
             )
-            return PolicySettings(stale_after_sec=int(self.telemetry.stale_after_sec))
-        clear_repair(self.hass, issue_id)
-        return settings
-
-    def _build_engine(
-        self, sn: str, settings: PolicySettings, bindings: list[Any], data: Any
-    ) -> PolicyEngine:
-        """Resume the stored engine; an unreadable state gives a fresh engine and a repair."""
-        issue_id = f"{ISSUE_POLICY_STATE_UNREADABLE}_{sn}"
-        if data is not None:
-            try:
-                engine = PolicyEngine.from_dict(
-                    data, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                # PolicyStateError is a ValueError; the others guard older engines.
-                _LOGGER.warning("Stored policy state of %s is unreadable: %s", sn, err)
-                raise_repair(
-                    self.hass,
-                    issue_id,
-                    ISSUE_POLICY_STATE_UNREADABLE,
-                    {"device": self._station_name(sn), "error": str(err) or type(err).__name__},
-                )
-            else:
-                clear_repair(self.hass, issue_id)
-                return engine
-        return PolicyEngine(
-            sn, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
         )
-
-    def _update_agent_repairs(self) -> None:
-        """Agents that cannot protect anything: invalid options, or an unmanaged station."""
-        entry_id = self.config_entry.entry_id
-        invalid_issue = f"{ISSUE_AGENT_INVALID}_{entry_id}"
-        if self._invalid_agents:
-            raise_repair(
-                self.hass,
-                invalid_issue,
-                ISSUE_AGENT_INVALID,
-                {"agents": ", ".join(sorted(self._invalid_agents))},
-            )
-        else:
-            clear_repair(self.hass, invalid_issue)
-        unmanaged = sorted(a.agent_id for a in self.agents.values() if a.device not in self.engines)
-        unmanaged_issue = f"{ISSUE_AGENT_UNMANAGED_STATION}_{entry_id}"
-        if unmanaged:
-            raise_repair(
-                self.hass,
-                unmanaged_issue,
-                ISSUE_AGENT_UNMANAGED_STATION,
-                {"agents": ", ".join(unmanaged)},
-                severity=ir.IssueSeverity.ERROR,
-            )
-        else:
-            clear_repair(self.hass, unmanaged_issue)
 
     async def async_stop(self) -> None:
         while self._unsubscribers:
@@ -377,6 +326,30 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
         if changed:
             self.async_set_updated_data(statuses)
+        self._update_station_repairs(statuses)
+
+    @callback
+    def _async_repair_timer(self, _now: datetime) -> None:
+        self._update_station_repairs()
+
+    @callback
+    def _update_station_repairs(self, statuses: dict[str, PolicyStatus] | None = None) -> None:
+        statuses = statuses or {sn: engine.status() for sn, engine in self.engines.items()}
+        data = self.telemetry.data or {}
+        self.station_repairs.update(
+            (
+                sn,
+                StationView(
+                    name=self._station_name(sn),
+                    status=status,
+                    state=data.get(sn),
+                    cloud_connected=self.telemetry.cloud_connected,
+                    silent_for=self.telemetry.seconds_since_update(sn),
+                    stale_after_sec=self.telemetry.stale_after_sec,
+                ),
+            )
+            for sn, status in statuses.items()
+        )
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
@@ -394,7 +367,9 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             clear_repair(self.hass, issue_id)
             return
         placeholders = {
-            key: _placeholder_text(value)
+            key: local_time(value)
+            if isinstance(value, float | int) and not isinstance(value, bool) and value > 1e9
+            else str(value)
             for key, value in dict(getattr(effect, "placeholders", None) or {}).items()
         }
         placeholders.setdefault("device", self._station_name(sn))
@@ -416,32 +391,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
                 command_topic(self.prefix, effect.agent_id),
                 err,
             )
-
-    async def _async_run_service_effects(self, effects: list[Effect], sn: str) -> list[str]:
-        """Run a service's effects, awaiting its publishes; raise if one could not go out."""
-        publishes = [e for e in effects if isinstance(e, PublishCommand)]
-        self._run_effects_and_reschedule(
-            [e for e in effects if not isinstance(e, PublishCommand)], sn
-        )
-        sent: list[str] = []
-        failed: dict[str, str] = {}
-        for effect in publishes:
-            try:
-                await self._async_publish(effect)
-            except HomeAssistantError as err:
-                failed[effect.agent_id] = str(err)
-            else:
-                sent.append(effect.agent_id)
-        if failed:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="publish_failed",
-                translation_placeholders={
-                    "agents": ", ".join(failed),
-                    "error": next(iter(failed.values())),
-                },
-            )
-        return sent
 
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
@@ -498,84 +447,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def _storage_data(self) -> dict[str, Any]:
         return {"engines": {sn: engine.to_dict() for sn, engine in self.engines.items()}}
 
-    # --- actions for services and entities --------------------------------
-
-    def require_mqtt(self) -> None:
-        if not self.mqtt_available:
-            raise ServiceValidationError(translation_domain=DOMAIN, translation_key="mqtt_missing")
-
-    @callback
-    def set_armed(self, sn: str, armed: bool) -> None:
-        engine = self.engines[sn]
-        self._run_effects_and_reschedule(engine.set_armed(armed) or [], sn)
-
-    async def async_manual_shutdown(
-        self, agent_ids: list[str], *, delay_sec: int | None, reason: str, dry_run: bool
-    ) -> list[str]:
-        """Send shutdowns and wait until they reached the broker (or raise)."""
-        sent: list[str] = []
-        for sn, ids in self._group_by_station(agent_ids).items():
-            effects = self.engines[sn].manual_shutdown(
-                ids, delay_sec=delay_sec, reason=reason, dry_run=dry_run
-            )
-            sent += await self._async_run_service_effects(effects, sn)
-        return sent
-
-    async def async_manual_abort(self, agent_ids: list[str]) -> list[str]:
-        """Send aborts and wait until they reached the broker (or raise)."""
-        sent: list[str] = []
-        for sn, ids in self._group_by_station(agent_ids).items():
-            sent += await self._async_run_service_effects(self.engines[sn].manual_abort(ids), sn)
-        return sent
-
-    async def async_ping(self, agent_ids: list[str], wait_sec: float) -> dict[str, Any]:
-        """Ping agents and wait for their pongs; report who answered and how fast."""
-        started = now_ts()
-        waiters: dict[str, asyncio.Future[float]] = {}
-        command_ids: list[str] = []
-        for sn, ids in self._group_by_station(agent_ids).items():
-            effects = self.engines[sn].ping(ids)
-            for effect in effects:
-                if isinstance(effect, PublishCommand):
-                    future: asyncio.Future[float] = self.hass.loop.create_future()
-                    command_ids.append(effect.payload["id"])
-                    self._pong_waiters[effect.payload["id"]] = future
-                    waiters[effect.agent_id] = future
-            self._run_effects_and_reschedule(effects, sn)
-        try:
-            if waiters:
-                await asyncio.wait(list(waiters.values()), timeout=wait_sec)
-        finally:
-            for command_id in command_ids:
-                self._pong_waiters.pop(command_id, None)
-        result: dict[str, Any] = {}
-        for agent_id in agent_ids:
-            future = waiters.get(agent_id)
-            answered = future is not None and future.done() and not future.cancelled()
-            result[agent_id] = {
-                "answered": answered,
-                "latency_ms": round((future.result() - started) * 1000)
-                if future is not None and answered
-                else None,
-            }
-        return result
-
-    def _group_by_station(self, agent_ids: list[str]) -> dict[str, list[str]]:
-        grouped: dict[str, list[str]] = {}
-        for agent_id in agent_ids:
-            agent = self.agents.get(agent_id)
-            if agent is None or agent.device not in self.engines:
-                raise ServiceValidationError(
-                    translation_domain=DOMAIN,
-                    translation_key="unknown_agent",
-                    translation_placeholders={"agent": agent_id},
-                )
-            grouped.setdefault(agent.device, []).append(agent_id)
-        return grouped
-
-    def agents_of_station(self, sn: str) -> list[str]:
-        return [agent.agent_id for agent in self.agents.values() if agent.device == sn]
-
     def diagnostics(self) -> dict[str, Any]:
         return {
             "prefix": self.prefix,
@@ -598,10 +469,3 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
-
-
-def _placeholder_text(value: Any) -> str:
-    """Repair placeholders are text; epoch seconds become a local date and time."""
-    if isinstance(value, float | int) and not isinstance(value, bool) and value > 1_000_000_000:
-        return dt_util.as_local(dt_util.utc_from_timestamp(value)).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
