@@ -111,9 +111,15 @@ async def test_set_and_remove_a_sentinel_in_the_options(
     }
     policy = entry.runtime_data.policy
     assert policy.sentinels.present == {DELTA2_SN: True}
+    # The station's engine hears the verdict at once (and keeps it across restarts).
+    assert policy.engines[DELTA2_SN].to_dict()["mains"] is True
     hass.states.async_set("sensor.rack_voltage", "0")
     await hass.async_block_till_done()
     assert policy.sentinels.present == {DELTA2_SN: False}
+    assert policy.engines[DELTA2_SN].to_dict()["mains"] is False
+    hass.states.async_set("sensor.rack_voltage", "unavailable")
+    await hass.async_block_till_done()
+    assert policy.engines[DELTA2_SN].to_dict()["mains"] is None
 
     result = await _sentinel_form(hass, entry)
     result = await hass.config_entries.options.async_configure(
