@@ -115,13 +115,19 @@ async def test_power_back_before_the_commit_point_aborts(e2e) -> None:
 
 async def test_flapping_grid_and_soc_glitches_send_nothing(e2e) -> None:
     # Below the threshold from the start: every outage starts a debounce timer,
-    # and every return of the grid must cancel it before it fires.
+    # and every return of the grid that lasts the restore confirmation (1 s
+    # here) must cancel it before it fires. (A grid back for less than that
+    # keeps the timer running: see test_outages.py.)
     station = river3(soc=19)
     sn = station.sn
-    env = await e2e(devices=[station], agents={"nas": {}}, policy={"debounce_sec": 5})
+    env = await e2e(
+        devices=[station],
+        agents={"nas": {}},
+        policy={"debounce_sec": 5, "restore_confirm_sec": 1},
+    )
 
-    # 2 s off, 2 s on (period in simulated seconds), the battery holds its level.
-    period = 4 * TIME_SCALE
+    # 3 s off, 3 s on (period in simulated seconds), the battery holds its level.
+    period = 6 * TIME_SCALE
     env.standin.set_scenario(
         sn, "flap", {"period_sec": period, "drain_pct_per_min": 0, "charge_pct_per_min": 0}
     )
