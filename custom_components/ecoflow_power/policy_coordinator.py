@@ -17,7 +17,7 @@ from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
-from homeassistant.helpers import device_registry as dr
+from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import (
     async_track_point_in_utc_time,
     async_track_time_interval,
@@ -41,7 +41,14 @@ from .issues import (
     raise_repair,
 )
 from .policy.audit import AuditRecord
-from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
+from .policy.effects import (
+    REPAIR_POLICY_BLIND,
+    REPAIR_POLICY_UNPROTECTED,
+    Effect,
+    EmitEvent,
+    PublishCommand,
+    RepairChange,
+)
 from .policy.engine import PolicyEngine
 from .policy.protocol import (
     AckStatus,
@@ -67,6 +74,8 @@ STORAGE_VERSION = 1
 STORAGE_SAVE_DELAY = 1
 AUDIT_LOG_SIZE = 200
 REPAIR_CHECK_INTERVAL = timedelta(seconds=30)
+# Repairs that mean hosts are at risk (or going down on an assumption).
+_PROTECTION_ISSUES = frozenset({REPAIR_POLICY_BLIND, REPAIR_POLICY_UNPROTECTED})
 
 
 class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicyStatus]]):
@@ -367,13 +376,15 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             clear_repair(self.hass, issue_id)
             return
         placeholders = {
-            key: local_time(value)
-            if isinstance(value, float | int) and not isinstance(value, bool) and value > 1e9
-            else str(value)
-            for key, value in dict(getattr(effect, "placeholders", None) or {}).items()
+            key: _rendered(key, value) for key, value in dict(effect.placeholders or {}).items()
         }
         placeholders.setdefault("device", self._station_name(sn))
-        raise_repair(self.hass, issue_id, effect.issue_id, placeholders)
+        severity = (
+            ir.IssueSeverity.ERROR
+            if effect.issue_id in _PROTECTION_ISSUES
+            else ir.IssueSeverity.WARNING
+        )
+        raise_repair(self.hass, issue_id, effect.issue_id, placeholders, severity=severity)
 
     async def _async_publish(self, effect: PublishCommand) -> None:
         """Send one command; raises HomeAssistantError when it could not go out."""
@@ -469,3 +480,14 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
+
+
+def _rendered(key: str, value: object) -> str:
+    """Engine placeholders are text; times (`*_at`, epoch seconds) become local time."""
+    text = str(value)
+    if key.endswith("_at"):
+        try:
+            return local_time(float(text)) if text else "unknown"
+        except ValueError:
+            return text
+    return text

@@ -1,7 +1,9 @@
-"""Repairs that say in words what the policy sees: blind, unprotected, cut-offs, frozen telemetry.
+"""Repairs the glue derives itself: telemetry frozen while the cloud is reachable.
 
-Derived from the engine's status and the station's state on every change and
-on a timer, so they appear and clear on their own. Each says what happens
+The engine raises its own (blind, unprotected, station cut-off) as
+RepairChange effects; this one needs what only the glue knows (the cloud
+session's state and the station's online flag), so it is derived here from
+the station's state on every change and on a timer. It says what happens
 next, and when the hosts go down if they will.
 """
 
@@ -16,14 +18,10 @@ from homeassistant.util import dt as dt_util
 
 from .ecoflow.state import PowerState
 from .issues import clear_repair, raise_repair
-from .policy.status import PolicyState, PolicyStatus
-from .policy_inputs import cutoff_pct
+from .policy.status import PolicyStatus
 
-ISSUE_BLIND = "policy_blind"
-ISSUE_UNPROTECTED = "policy_unprotected"
-ISSUE_STATION_CUTOFF = "station_cutoff"
 ISSUE_TELEMETRY_FROZEN = "telemetry_frozen"
-STATION_ISSUES = (ISSUE_BLIND, ISSUE_UNPROTECTED, ISSUE_STATION_CUTOFF, ISSUE_TELEMETRY_FROZEN)
+STATION_ISSUES = (ISSUE_TELEMETRY_FROZEN,)
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,20 +56,7 @@ def hosts_down_at(status: PolicyStatus) -> float | None:
 def desired_repairs(view: StationView) -> dict[str, dict[str, str]]:
     """Issue key -> placeholders, for every repair this station should show now."""
     status = view.status
-    base = {"device": view.name, "explanation": status.explanation or ""}
     wanted: dict[str, dict[str, str]] = {}
-    if status.state is PolicyState.BLIND:
-        wanted[ISSUE_BLIND] = base | {"when": local_time(hosts_down_at(status))}
-    if status.state is PolicyState.UNPROTECTED:
-        wanted[ISSUE_UNPROTECTED] = base
-    if view.state is not None and status.agents:
-        cutoff = cutoff_pct(view.state)
-        threshold = min(agent.soc_threshold for agent in status.agents.values())
-        if cutoff is not None and cutoff >= threshold:
-            wanted[ISSUE_STATION_CUTOFF] = base | {
-                "cutoff": f"{cutoff:g}",
-                "threshold": f"{threshold:g}",
-            }
     if (
         view.cloud_connected
         and view.state is not None
@@ -79,7 +64,8 @@ def desired_repairs(view: StationView) -> dict[str, dict[str, str]]:
         and view.silent_for is not None
         and view.silent_for > view.stale_after_sec
     ):
-        wanted[ISSUE_TELEMETRY_FROZEN] = base | {
+        wanted[ISSUE_TELEMETRY_FROZEN] = {
+            "device": view.name,
             "minutes": str(int(view.silent_for // 60)),
             "when": local_time(hosts_down_at(status)) if hosts_down_at(status) else "none",
         }
@@ -113,9 +99,7 @@ class StationRepairs:
                         issue_id,
                         key,
                         placeholders,
-                        severity=ir.IssueSeverity.ERROR
-                        if key in (ISSUE_BLIND, ISSUE_UNPROTECTED)
-                        else ir.IssueSeverity.WARNING,
+                        severity=ir.IssueSeverity.WARNING,
                     )
 
     def clear_all(self) -> None:

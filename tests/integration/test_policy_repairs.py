@@ -14,14 +14,10 @@ from custom_components.ecoflow_power.const import CONF_AGENTS, DOMAIN
 from custom_components.ecoflow_power.ecoflow.state import GridStatus, MessageSource, PowerState
 from custom_components.ecoflow_power.policy.status import AgentView, PolicyState, PolicyStatus
 from custom_components.ecoflow_power.policy_repairs import (
-    ISSUE_BLIND,
-    ISSUE_STATION_CUTOFF,
     ISSUE_TELEMETRY_FROZEN,
-    ISSUE_UNPROTECTED,
     StationView,
     desired_repairs,
     hosts_down_at,
-    local_time,
 )
 
 from .conftest import DELTA2_SN, make_entry
@@ -77,45 +73,14 @@ def _view(status: PolicyStatus, state: PowerState | None = None, **kwargs) -> St
     return StationView(**(values | kwargs))
 
 
-def test_blind_repair_says_when_the_hosts_go_down() -> None:
+def test_hosts_down_at_is_the_earliest_planned_step() -> None:
     status = _status(
         PolicyState.BLIND,
         estimate_at=NOW + 3600,
-        explanation="silent since 12:00",
         agents={"nas": _agent("nas", 20, shutdown_by=NOW + 1800)},
     )
-    wanted = desired_repairs(_view(status))
-    assert set(wanted) == {ISSUE_BLIND}
-    # The earliest of what the engine plans: here the agent's own deadline.
-    assert wanted[ISSUE_BLIND]["when"] == local_time(NOW + 1800)
-    assert wanted[ISSUE_BLIND]["explanation"] == "silent since 12:00"
+    assert hosts_down_at(status) == NOW + 1800
     assert hosts_down_at(_status(PolicyState.NORMAL)) is None
-
-
-def test_unprotected_and_normal_states() -> None:
-    assert set(desired_repairs(_view(_status(PolicyState.UNPROTECTED)))) == {ISSUE_UNPROTECTED}
-    assert desired_repairs(_view(_status(PolicyState.NORMAL))) == {}
-
-
-def test_a_station_cut_off_at_or_above_a_threshold_is_a_repair() -> None:
-    state = PowerState(sn=DELTA2_SN, model="Delta 2", online=True)
-    try:
-        above = PowerState(
-            sn=DELTA2_SN, model="Delta 2", discharge_limit_pct=25.0, backup_reserve_pct=10.0
-        )
-    except TypeError:  # PowerState without the cut-off fields yet
-        assert desired_repairs(_view(_status(PolicyState.NORMAL), state)) == {}
-        return
-    status = _status(PolicyState.NORMAL, agents={"vm": _agent("vm", 40), "nas": _agent("nas", 20)})
-    wanted = desired_repairs(_view(status, above))
-    assert wanted[ISSUE_STATION_CUTOFF] == {
-        "device": "Rack",
-        "explanation": "",
-        "cutoff": "25",
-        "threshold": "20",
-    }
-    below = PowerState(sn=DELTA2_SN, model="Delta 2", discharge_limit_pct=15.0)
-    assert ISSUE_STATION_CUTOFF not in desired_repairs(_view(status, below))
 
 
 def test_frozen_telemetry_needs_a_reachable_cloud_and_an_online_station() -> None:
@@ -161,3 +126,43 @@ async def test_frozen_telemetry_repair_appears_and_clears_in_home_assistant(
     # Telemetry flows again: the repair goes.
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
+
+
+async def test_blind_mode_repair_says_in_words_when_the_hosts_go_down(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session, freezer: FrozenDateTimeFactory
+) -> None:
+    """Grid last seen present, then the cloud reports the station offline and it falls silent."""
+    freezer.move_to("2026-11-01T12:00:00+00:00")
+    entry = make_entry(
+        **{
+            CONF_AGENTS: {
+                "nas": {
+                    "device": DELTA2_SN,
+                    "secret": "s",
+                    "soc_threshold": None,
+                    "delay_sec": None,
+                }
+            }
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    session = fake_session.instances[-1]
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=60))
+    await feed(hass, session, DELTA2_SN, {"params": {"status": 0}}, MessageSource.STATUS)
+    issue_id = f"policy_blind_{DELTA2_SN}"
+    issue = None
+    for _ in range(20):
+        freezer.tick(timedelta(seconds=15))
+        async_fire_time_changed(hass)
+        await hass.async_block_till_done()
+        if issue := ir.async_get(hass).async_get_issue(DOMAIN, issue_id):
+            break
+    assert issue is not None, hass.states.get("sensor.rack_shutdown_policy")
+    assert issue.severity is ir.IssueSeverity.ERROR
+    assert issue.translation_placeholders["device"] == "Rack"
+    fires_at = issue.translation_placeholders["fires_at"]
+    # A local date and time, in words in the repair, not epoch seconds.
+    assert fires_at.startswith("2026-11-01 "), fires_at
+    assert hass.states.get("sensor.rack_shutdown_policy").state in ("blind", "shutdown_sent")

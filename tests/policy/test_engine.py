@@ -46,7 +46,8 @@ Make = Callable[..., Harness]
 def test_low_soc_on_grid_never_shuts_down(make: Make) -> None:
     h = make()
     effects = h.connected(soc=1)
-    effects += h.at(3600)
+    for _ in range(60):
+        effects += h.at(60) + h.connected(soc=1)
     assert shutdowns(effects) == []
     assert h.engine.state is PolicyState.NORMAL
 
@@ -233,21 +234,27 @@ def test_lost_without_battery_figures_is_not_fresh(make: Make) -> None:
 def test_stale_while_connected_raises_repair_only(make: Make) -> None:
     h = make(stale_after_sec=120)
     h.connected()
-    effects = h.at(500)
+    effects = h.at(200)
     assert shutdowns(effects) == []
     assert repairs(effects) == [RepairChange("telemetry_stale", True)]
     assert h.engine.status().telemetry_stale
-    assert repairs(h.at(500)) == []  # raised once
+    assert repairs(h.at(200)) == []  # raised once
     assert repairs(h.connected()) == [RepairChange("telemetry_stale", False)]
     assert not h.engine.status().telemetry_stale
 
 
-def test_grid_never_known_does_nothing(make: Make) -> None:
+def test_grid_never_known_shuts_nothing_down_and_says_it_is_unprotected(make: Make) -> None:
     h = make()
-    assert h.engine.next_deadline() is None
-    effects = h.unknown(soc=1) + h.at(10_000)
+    assert h.engine.next_deadline() == T0 + 300
+    effects = h.unknown(soc=1) + h.at(299)
     assert effects == []
     assert h.engine.state is PolicyState.NORMAL
+    effects = h.at(10_000)
+    assert shutdowns(effects) == []
+    assert repairs(effects) == [RepairChange("policy_unprotected", True)]
+    assert h.engine.state is PolicyState.UNPROTECTED
+    assert h.engine.next_deadline() is None
+    assert repairs(h.connected()) == [RepairChange("policy_unprotected", False)]
 
 
 def test_stale_fail_safe_respects_disarm(make: Make) -> None:
@@ -643,11 +650,30 @@ def test_restored_engine_fires_pending_timer_on_time(make: Make, clock) -> None:
     clock.advance(20)
     data = json.loads(json.dumps(h.engine.to_dict()))
     restored = PolicyEngine.from_dict(data, PolicySettings(), [nas(), vm()], clock)
+    clock.advance(5)
+    # A fresh reading confirms the stored state: the timer fires on time.
+    restored.update(PolicyTelemetry(GridStatus.LOST, 35, None, clock.now))
     assert restored.next_deadline() == T0 + 60
-    clock.advance(39)
+    clock.advance(34)
     assert shutdowns(restored.tick()) == []
     clock.advance(1)
     assert [s.agent_id for s in shutdowns(restored.tick())] == ["vm"]
+
+
+def test_after_a_restart_nothing_fires_before_a_fresh_reading_or_a_stale_window(
+    make: Make, clock
+) -> None:
+    h = make([nas(), vm()], debounce_sec=60, stale_after_sec=120)
+    h.lost(soc=35)  # VM timer
+    clock.advance(20)
+    restored = PolicyEngine.from_dict(h.engine.to_dict(), PolicySettings(), [nas(), vm()], clock)
+    assert restored.next_deadline() == clock.now + 120
+    assert shutdowns(restored.tick()) == []
+    clock.advance(119)
+    assert shutdowns(restored.tick()) == []
+    clock.advance(1)
+    # Still silent a stale window after the restart, grid lost: everyone goes.
+    assert sorted(s.agent_id for s in shutdowns(restored.tick())) == ["nas", "vm"]
 
 
 def test_restart_is_not_mistaken_for_silence(make: Make, clock) -> None:
@@ -672,7 +698,9 @@ def test_restore_keeps_cooldown_armed_and_drops_removed_agents(make: Make, clock
     assert list(restored.status().agents) == ["nas"]
     restored.set_armed(True)
     clock.advance(10)
-    assert shutdowns(restored.update(PolicyTelemetry(GridStatus.LOST, 10, None, clock.now))) == []
+    # Disarming aborted the first shutdowns: re-armed and still critical, fresh ones.
+    again = shutdowns(restored.update(PolicyTelemetry(GridStatus.LOST, 10, None, clock.now)))
+    assert [s.agent_id for s in again] == ["nas"]
     with pytest.raises(ValueError, match="version"):
         PolicyEngine.from_dict({**data, "version": 99}, PolicySettings(), [nas()], clock)
 
@@ -744,7 +772,8 @@ def test_rotated_secret_stops_stale_resends(make: Make, clock) -> None:
     clock.advance(15)
     # The old signature would be refused: not re-sent; a fresh shutdown signed
     # with the new secret goes out instead (the condition still holds).
-    fresh = shutdowns(restored.tick())
+    assert shutdowns(restored.tick()) == []
+    fresh = shutdowns(restored.update(PolicyTelemetry(GridStatus.LOST, 10, None, clock.now)))
     assert len(fresh) == 1
     assert verify_message(fresh[0].payload, "a-brand-new-secret")
     again = shutdowns(h.engine.reconfigure(PolicySettings(debounce_sec=0), rotated))
@@ -762,6 +791,16 @@ def test_rotated_secret_stops_stale_resends(make: Make, clock) -> None:
         lambda d: {**d, "grid": "sideways"},
         lambda d: {**d, "audit": [{"at": 1}]},
         lambda d: {**d, "armed": "yes"},
+        lambda d: {**d, "agents": {"nas": {"critical_since": "noon"}}},
+        lambda d: {
+            **d,
+            "agents": {"nas": {"shutdown": {**d["agents"]["nas"]["shutdown"], "payload": 7}}},
+        },
+        lambda d: {
+            **d,
+            "agents": {"nas": {"shutdown": {**d["agents"]["nas"]["shutdown"], "issued_at": "x"}}},
+        },
+        lambda d: {**d, "agents": {"nas": "gone"}},
     ],
 )
 def test_an_unreadable_stored_state_raises_policy_state_error(make: Make, clock, mangle) -> None:

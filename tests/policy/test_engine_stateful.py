@@ -4,7 +4,9 @@ An independent model of the documented rules (threshold, hysteresis, UNKNOWN,
 stale fail-safe, on-battery time accumulated until the grid is back for
 restore_confirm_sec) runs next to the engine. After every step:
 
-- safety: no shutdown (new or resent) unless the grid was last seen LOST;
+- safety: no shutdown (new or resent) unless the grid was last seen LOST (by
+  the station or the mains sentinel) or the engine is blind (silent, station
+  offline or cloud down, blind_mode on, no sentinel saying present);
   never a new shutdown while the previous one is pending on the agent (live,
   before its commit point); no abort at or after the commit point of the
   shutdown it targets; a resend is the original payload byte for byte;
@@ -102,6 +104,39 @@ class Model:
     restored: bool = False
     since: dict[str, float | None] = field(default_factory=dict)
     held: dict[str, float | None] = field(default_factory=dict)
+    last_soc: float | None = None
+    mains: bool | None = None
+    by_sentinel: bool = False
+    cloud: bool = True
+    online: bool | None = None
+
+    def blind_possible(self) -> bool:
+        return (
+            self.settings.blind_mode
+            and self.grid is GridStatus.CONNECTED
+            and (self.online is False or not self.cloud)
+            and self.mains is not True
+        )
+
+    def silent(self, now: float) -> bool:
+        return self.fresh_at is not None and now >= self.fresh_at + self.settings.stale_after_sec
+
+    def sentinel(
+        self, present: bool | None, now: float, shutdowns: dict[str, list[SentShutdown]]
+    ) -> None:
+        """Mains lost acts like a loss at once; back undoes only its own loss."""
+        self.settle(now, shutdowns)
+        previous, self.mains = self.mains, present
+        if present == previous:
+            return
+        if present is False and self.grid is not GridStatus.LOST:
+            self.grid = GridStatus.LOST
+            self.by_sentinel = True
+            self._lost(self.last_soc, now)
+        elif present is True and self.grid is GridStatus.LOST and self.by_sentinel:
+            self.grid = GridStatus.CONNECTED
+            self.by_sentinel = False
+            self._connected(now, shutdowns)
 
     def settle(self, now: float, shutdowns: dict[str, list[SentShutdown]]) -> None:
         """The grid back for restore_confirm_sec: the outage is over."""
@@ -124,25 +159,34 @@ class Model:
         shutdowns: dict[str, list[SentShutdown]],
     ) -> None:
         self.settle(now, shutdowns)
+        if soc is not None:
+            self.last_soc = soc
         if grid is GridStatus.UNKNOWN:
             return
         self.grid = grid
+        self.by_sentinel = False
         if grid is GridStatus.CONNECTED or soc is not None or self.fresh_at is None:
             self.fresh_at = now
         if grid is GridStatus.CONNECTED:
-            if self.present_since is None:
-                self.present_since = now
-            for agent in AGENTS:
-                since = self.since.get(agent.agent_id)
-                if since is not None:
-                    held = self.held.get(agent.agent_id) or 0.0
-                    self.held[agent.agent_id] = held + now - since
-                    self.since[agent.agent_id] = None
-                sent = shutdowns[agent.agent_id]
-                if sent:
-                    sent[-1].grid_restored = True
-            self.settle(now, shutdowns)
-            return
+            self._connected(now, shutdowns)
+        else:
+            self._lost(soc, now)
+
+    def _connected(self, now: float, shutdowns: dict[str, list[SentShutdown]]) -> None:
+        if self.present_since is None:
+            self.present_since = now
+        for agent in AGENTS:
+            since = self.since.get(agent.agent_id)
+            if since is not None:
+                held = self.held.get(agent.agent_id) or 0.0
+                self.held[agent.agent_id] = held + now - since
+                self.since[agent.agent_id] = None
+            sent = shutdowns[agent.agent_id]
+            if sent:
+                sent[-1].grid_restored = True
+        self.settle(now, shutdowns)
+
+    def _lost(self, soc: float | None, now: float) -> None:
         self.present_since = None
         self.restored = False
         for agent in AGENTS:
@@ -163,10 +207,11 @@ class Model:
         if since is not None:
             left = self.settings.debounce_sec - (self.held.get(agent_id) or 0.0)
             due = since + max(0.0, left)
-        if self.grid is GridStatus.LOST and self.fresh_at is not None:
+        outage = self.grid is GridStatus.LOST or self.blind_possible()
+        if outage and self.fresh_at is not None and self.silent(now):
+            # No power figures in these readings: no estimate, the stale window.
             stale_at = self.fresh_at + self.settings.stale_after_sec
-            if now >= stale_at:
-                due = stale_at if due is None else min(due, stale_at)
+            due = stale_at if due is None else min(due, stale_at)
         return due
 
 
@@ -189,6 +234,7 @@ class PolicyMachine(RuleBasedStateMachine):
         resend=st.sampled_from([5, 15]),
         hysteresis=st.sampled_from([0, 2]),
         confirm=st.sampled_from([0, 15, 60]),
+        blind=st.booleans(),
     )
     def setup(
         self,
@@ -201,6 +247,7 @@ class PolicyMachine(RuleBasedStateMachine):
         resend: int,
         hysteresis: float,
         confirm: int,
+        blind: bool,
     ) -> None:
         policy = PolicySettings(
             debounce_sec=debounce,
@@ -211,6 +258,7 @@ class PolicyMachine(RuleBasedStateMachine):
             resend_interval_sec=resend,
             hysteresis_pct=hysteresis,
             restore_confirm_sec=confirm,
+            blind_mode=blind,
         )
         self.engine = PolicyEngine("DEV", policy, AGENTS, clock=self.clock, id_factory=Ids())
         self.model = Model(policy)
@@ -297,6 +345,33 @@ class PolicyMachine(RuleBasedStateMachine):
                 s.released = True
         self.check(self.engine.agent_online(agent, True, since=now))
 
+    @rule(present=st.sampled_from([True, False, None]))
+    def mains(self, present: bool | None) -> None:
+        """The mains sentinel changes."""
+        before = self.blind_now()
+        self.model.sentinel(present, self.clock.now, self.shutdowns)
+        self.withdraw_blind(before)
+        self.check(self.engine.update_mains(present))
+
+    @rule(cloud=st.booleans(), online=st.sampled_from([True, False, None]))
+    def link(self, cloud: bool, online: bool | None) -> None:
+        """The cloud link or the cloud's view of the station changes."""
+        self.model.settle(self.clock.now, self.shutdowns)
+        before = self.blind_now()
+        self.model.cloud, self.model.online = cloud, online
+        self.withdraw_blind(before)
+        self.check(self.engine.update_link(cloud_connected=cloud, station_online=online))
+
+    def blind_now(self) -> bool:
+        return self.model.blind_possible() and self.model.silent(self.clock.now)
+
+    def withdraw_blind(self, before: bool) -> None:
+        """An outage that was only assumed and is no more: as if the grid came back."""
+        if before and not self.blind_now() and self.model.grid is GridStatus.CONNECTED:
+            for sent in self.shutdowns.values():
+                if sent:
+                    sent[-1].grid_restored = True
+
     @rule(agent=st.sampled_from([a.agent_id for a in AGENTS]))
     def test_run(self, agent: str) -> None:
         """A dry-run manual shutdown: publishes nothing and changes no outcome."""
@@ -315,7 +390,8 @@ class PolicyMachine(RuleBasedStateMachine):
             sent = self.shutdowns[effect.agent_id]
             self.last_command[effect.agent_id] = payload["id"]
             if effect.action is CommandAction.SHUTDOWN:
-                assert self.model.grid is GridStatus.LOST, "shutdown while grid not lost"
+                blind = self.model.blind_possible() and self.model.silent(now)
+                assert self.model.grid is GridStatus.LOST or blind, "shutdown, grid not lost"
                 if effect.resend:
                     assert sent, "resend of a shutdown never sent"
                     assert payload == sent[-1].payload, "resend differs from the original"

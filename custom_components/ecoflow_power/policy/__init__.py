@@ -35,6 +35,7 @@ from .protocol import (
 )
 from .settings import AgentBinding, PolicySettings
 from .status import AgentView, PolicyState, PolicyStatus
+from .supply import FeedRule, SupplyBoard
 from .telemetry import PolicyTelemetry
 
 __all__ = [
@@ -55,6 +56,7 @@ __all__ = [
     "DecisionMode",
     "Effect",
     "EmitEvent",
+    "FeedRule",
     "PolicyEngine",
     "PolicyEvent",
     "PolicySettings",
@@ -64,6 +66,7 @@ __all__ = [
     "PolicyTelemetry",
     "PublishCommand",
     "RepairChange",
+    "SupplyBoard",
     "ack_topic",
     "build_command",
     "canonical_json",

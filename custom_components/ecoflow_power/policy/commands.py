@@ -7,13 +7,20 @@ re-sends it until acknowledged, and applies what the agent answers.
 
 from __future__ import annotations
 
-import math
-
+from .acks import apply_ack
 from .audit import AuditKind, DecisionMode
 from .context import EngineContext
 from .effects import Effect, PolicyEvent, PublishCommand
-from .protocol import Ack, AckStatus, CommandAction, build_command, verify_message
-from .tracking import TERMINAL_STATUSES, AgentRuntime, SentCommand
+from .holdback import agent_returned, blocked_until, release_after_restore
+from .protocol import (
+    Ack,
+    CommandAction,
+    build_command,
+    sanitize_text,
+    verify_message,
+)
+from .resend import resend_blocked, resend_deadlines, resend_due
+from .tracking import AgentRuntime, SentCommand
 
 
 class Commands:
@@ -22,107 +29,28 @@ class Commands:
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
 
-    # -- may a new automatic shutdown go out? ------------------------------------
+    # -- may a new automatic shutdown go out? (holdback.py) ------------------------
 
     def blocked_until(self, rt: AgentRuntime, now: float) -> float | None:
-        """Earliest time a new automatic shutdown may go out (None: not blocked).
-
-        `math.inf`: held back until an event releases the previous shutdown
-        (the agent comes back online, the grid stays back, new secret).
-
-        Only a shutdown of the current mode that is still the agent's business
-        holds a new one back: one the engine aborted (grid back, disarmed), a
-        dry-run while live, or a released one never does. While it is pending
-        on the agent (before its commit point) nothing new goes out; after
-        that, within one outage, the cooldown spaces retries (0: no timed
-        retries). A manual abort holds like a refusal: the user said no.
-        """
-        s = rt.shutdown
-        if s is None or s.released or s.mode is not self._ctx.default_mode():
-            return None
-        if s.aborted and not s.abort_manual:
-            return None  # grid back or disarmed: never a reason to wait
-        cooldown = self._ctx.settings.cooldown_sec
-        if cooldown > 0:
-            return max(float(s.commit_at), s.sent_at + cooldown)
-        if s.outcome is None and not s.past_commit(now):
-            return float(s.commit_at)
-        return math.inf
+        return blocked_until(self._ctx, rt, now)
 
     def in_cooldown(self, rt: AgentRuntime, now: float) -> bool:
-        until = self.blocked_until(rt, now)
+        until = blocked_until(self._ctx, rt, now)
         return until is not None and now < until
 
-    def pending(self, rt: AgentRuntime, now: float) -> SentCommand | None:
-        """The agent's live shutdown still before its commit point (abortable), if any."""
-        s = rt.shutdown
-        if s is None or not s.is_live() or s.past_commit(now):
-            return None
-        return s
+    def release_after_restore(self, now: float) -> None:
+        release_after_restore(self._ctx, now)
 
-    def release_after_restore(self) -> None:
-        """The grid stayed back: the outage is over, a new one gets its own shutdown.
-
-        Shutdowns still before their commit point (a manual one) keep holding.
-        """
-        now = self._ctx.clock()
-        for rt in self._ctx.runtime.values():
-            s = rt.shutdown
-            if s is not None and (s.outcome is not None or s.past_commit(now)):
-                s.released = True
+    # -- the agent comes back ----------------------------------------------------------
 
     def agent_online(
         self, rt: AgentRuntime, since: float, now: float, effects: list[Effect]
     ) -> None:
-        """The agent (re)connected at `since`: a shutdown it never confirmed is re-issued.
-
-        Before the command expires the very same payload goes out again (the
-        agent dedups by id); after it, or once the agent came back after the
-        commit point (the host was restarted), the shutdown no longer holds a
-        new one back, and the decision sends a fresh one if still due.
-        """
-        s = rt.shutdown
-        if s is None or s.released or not s.published:
-            return
-        if since > s.commit_at or (s.outcome is not None and not s.aborted):
-            s.released = True
-            self._ctx.audit_add(
-                effects,
-                now,
-                AuditKind.AGENT_ONLINE,
-                "agent back after its shutdown: a new one goes out if still due",
-                agent_id=rt.agent_id,
-                command_id=s.id,
-            )
-            return
-        if s.acknowledged or not s.is_live() or s.grid_restored:
-            return
-        if now < s.expires_at and not self.resend_blocked(s):
-            s.last_sent_at = now
-            s.closed = False
-            effects.append(PublishCommand(rt.agent_id, s.action, s.payload, resend=True))
-            self._ctx.audit_add(
-                effects,
-                now,
-                AuditKind.RESEND,
-                "agent online without acknowledging the shutdown: re-sent",
-                agent_id=rt.agent_id,
-                command_id=s.id,
-            )
-        elif now >= s.expires_at:
-            s.released = True
-            self._ctx.audit_add(
-                effects,
-                now,
-                AuditKind.AGENT_ONLINE,
-                "agent online, shutdown never acknowledged and expired: re-issued if due",
-                agent_id=rt.agent_id,
-                command_id=s.id,
-            )
+        agent_returned(self._ctx, rt, since, now, effects)
 
     def abort_pending(self, now: float, reason: str, effects: list[Effect]) -> None:
         """Abort every shutdown still before its commit point (disarm)."""
-        for rt in self._ctx.runtime.values():
+        for rt in self._ctx.acting().values():
             s = rt.shutdown
             if s is None or not s.is_live() or s.released or s.grid_restored:
                 continue
@@ -317,150 +245,128 @@ class Commands:
             effects, now, AuditKind.PING, "ping", agent_id=rt.agent_id, command_id=rt.ping.id
         )
 
-    # -- grid back -------------------------------------------------------------------
+    # -- manual commands and disarmed decisions ---------------------------------------
 
-    def abort_on_restore(self, now: float, effects: list[Effect]) -> None:
-        """Grid present: abort automatic shutdowns still before their commit point."""
+    def manual_shutdown(
+        self,
+        rt: AgentRuntime,
+        now: float,
+        *,
+        delay_sec: int | None,
+        reason: str,
+        mode: DecisionMode,
+        effects: list[Effect],
+    ) -> None:
         ctx = self._ctx
-        for agent_id, rt in ctx.runtime.items():
-            shutdown = rt.shutdown
-            # Manual shutdowns are the user's explicit wish: only manual_abort
-            # cancels them. Automatic ones are handled once per restoration.
-            if shutdown is None or shutdown.manual or shutdown.grid_restored:
-                continue
-            shutdown.grid_restored = True
-            if not shutdown.is_live():
-                continue
-            if shutdown.past_commit(now):
-                shutdown.closed = True  # a late copy would shut a powered host down
-                ctx.audit_add(
-                    effects,
-                    now,
-                    AuditKind.ABORT_TOO_LATE,
-                    f"grid restored after commit point {shutdown.commit_at}: no abort",
-                    agent_id=agent_id,
-                    command_id=shutdown.id,
-                )
-                continue
-            self.send_abort(
-                rt,
-                shutdown,
-                now,
-                f"grid restored before commit point {shutdown.commit_at}",
-                effects,
-                manual=False,
-            )
+        notes = []
+        if self.in_cooldown(rt, now):
+            notes.append("cooldown bypassed")
+        if not ctx.armed:
+            notes.append("armed switch bypassed")
+        text = sanitize_text(reason) or "manual shutdown"
+        audit_reason = f"{text} ({', '.join(notes)})" if notes else text
+        binding = ctx.bindings[rt.agent_id]
+        delay = binding.delay(ctx.settings) if delay_sec is None else delay_sec
+        self.send_shutdown(
+            rt,
+            now,
+            reason=text,
+            delay_sec=delay,
+            mode=mode,
+            effects=effects,
+            manual=True,
+            audit_reason=audit_reason,
+        )
 
-    # -- resends ---------------------------------------------------------------------
-
-    def resend_blocked(self, cmd: SentCommand) -> bool:
-        # Disarmed holds back automatic shutdowns, resends included; aborts
-        # and pings are never held back (they cannot cause an action).
-        return cmd.action is CommandAction.SHUTDOWN and not cmd.manual and not self._ctx.armed
-
-    def resend_due(self, now: float, effects: list[Effect]) -> None:
-        ctx = self._ctx
-        interval = ctx.settings.resend_interval_sec
-        for rt in ctx.runtime.values():
-            for cmd in rt.tracked():
-                if not cmd.awaiting_ack():
-                    continue
-                if cmd.action is CommandAction.ABORT and _abort_pointless(rt, cmd, now):
-                    cmd.closed = True
-                    continue
-                if now >= cmd.expires_at:
-                    cmd.closed = True
-                    ctx.audit_add(
-                        effects,
-                        now,
-                        AuditKind.UNACKNOWLEDGED,
-                        f"{cmd.action} not acknowledged within ttl {cmd.ttl_sec} s",
-                        agent_id=rt.agent_id,
-                        command_id=cmd.id,
-                    )
-                    continue
-                if self.resend_blocked(cmd) or now < cmd.last_sent_at + interval:
-                    continue
-                cmd.last_sent_at = now
-                effects.append(PublishCommand(rt.agent_id, cmd.action, cmd.payload, resend=True))
-                ctx.audit_add(
-                    effects,
-                    now,
-                    AuditKind.RESEND,
-                    f"{cmd.action} not acknowledged yet",
-                    agent_id=rt.agent_id,
-                    command_id=cmd.id,
-                )
-
-    def deadlines(self, now: float) -> list[float]:
-        interval = self._ctx.settings.resend_interval_sec
-        out: list[float] = []
-        for rt in self._ctx.runtime.values():
-            for cmd in rt.tracked():
-                if cmd.awaiting_ack():
-                    out.append(cmd.expires_at)
-                    resend_at = cmd.next_resend_at(interval)
-                    if resend_at is not None and not self.resend_blocked(cmd):
-                        out.append(resend_at)
-            shutdown = rt.shutdown
-            if shutdown is not None and shutdown.is_live() and now < shutdown.commit_at:
-                out.append(shutdown.commit_at)  # the state sensor changes there
-        return out
-
-    # -- acks --------------------------------------------------------------------------
-
-    def handle_ack(self, agent_id: str, ack: Ack, now: float, effects: list[Effect]) -> None:
-        ctx = self._ctx
-        rt = ctx.runtime.get(agent_id)
-        cmd = None if rt is None or ack.agent != agent_id else rt.find(ack.id)
-        if rt is None or cmd is None:
-            why = "unknown agent" if rt is None else "agent mismatch or unknown command id"
-            ctx.audit_add(
+    def manual_abort(self, rt: AgentRuntime, now: float, effects: list[Effect]) -> None:
+        target = rt.shutdown if rt.shutdown is not None and rt.shutdown.is_live() else None
+        if target is not None and target.past_commit(now):
+            self._ctx.audit_add(
                 effects,
                 now,
-                AuditKind.ACK_IGNORED,
-                f"{ack.status} from {ack.agent}: {why}",
-                agent_id=agent_id,
-                command_id=ack.id,
+                AuditKind.ABORT_TOO_LATE,
+                f"manual abort refused: commit point {target.commit_at} passed",
+                agent_id=rt.agent_id,
+                command_id=target.id,
             )
             return
-        # A `duplicate` answers a resend the agent already has: it must not hide
-        # the real state (e.g. `executing`) that the first copy produced.
-        if not (ack.status is AckStatus.DUPLICATE and cmd.acknowledged):
-            rt.last_ack_status = ack.status
-            rt.last_ack_at = now
-            rt.last_ack_detail = ack.detail
-        cmd.acknowledged = True
-        cmd.closed = True  # any ack stops the resends: the agent has it
-        if ack.status is AckStatus.SCHEDULED:
-            cmd.execute_at = ack.execute_at
-        elif ack.status is AckStatus.EXECUTING:
-            cmd.committed = True
-        elif ack.status in TERMINAL_STATUSES:
-            self._apply_terminal_ack(rt, cmd, ack)
-        detail = f": {ack.detail}" if ack.detail else ""
+        self.send_abort(rt, target, now, "manual abort", effects, manual=True)
+
+    def record_suppressed(
+        self, rt: AgentRuntime, reason: str, now: float, effects: list[Effect]
+    ) -> None:
+        """Disarmed: the decision is recorded once per episode, nothing is sent."""
+        ctx = self._ctx
         ctx.audit_add(
             effects,
             now,
-            AuditKind.ACK,
-            f"{cmd.action} acked {ack.status}{detail}",
-            agent_id=agent_id,
-            command_id=cmd.id,
+            AuditKind.SHUTDOWN,
+            f"{reason} (disarmed: not sent)",
+            agent_id=rt.agent_id,
+            mode=DecisionMode.DISARMED,
+        )
+        effects.append(
+            ctx.event(
+                PolicyEvent.SHUTDOWN_SENT,
+                agent_id=rt.agent_id,
+                command_id=None,
+                reason=reason,
+                mode=str(DecisionMode.DISARMED),
+                published=False,
+                manual=False,
+            )
         )
 
-    @staticmethod
-    def _apply_terminal_ack(rt: AgentRuntime, cmd: SentCommand, ack: Ack) -> None:
-        cmd.outcome = ack.status
-        if cmd.action is not CommandAction.ABORT:
+    # -- grid back -------------------------------------------------------------------
+
+    def abort_on_restore(
+        self, rt: AgentRuntime, now: float, effects: list[Effect], where: str = ""
+    ) -> None:
+        """Grid present: abort the agent's automatic shutdown if still before its commit point."""
+        ctx = self._ctx
+        shutdown = rt.shutdown
+        # Manual shutdowns are the user's explicit wish: only manual_abort
+        # cancels them. Automatic ones are handled once per restoration.
+        if shutdown is None or shutdown.manual or shutdown.grid_restored:
             return
-        target = rt.shutdown
-        ref = ack.ref or cmd.ref
-        if target is None or ref is None or target.id != ref:
+        shutdown.grid_restored = True
+        if not shutdown.is_live():
             return
-        if ack.status is AckStatus.ABORTED:
-            target.outcome = AckStatus.ABORTED
-        elif ack.detail.startswith("too_late"):
-            target.committed = True  # the abort lost the race: the host goes down
+        if shutdown.past_commit(now):
+            shutdown.closed = True  # a late copy would shut a powered host down
+            ctx.audit_add(
+                effects,
+                now,
+                AuditKind.ABORT_TOO_LATE,
+                f"grid restored{where} after commit point {shutdown.commit_at}: no abort",
+                agent_id=rt.agent_id,
+                command_id=shutdown.id,
+            )
+            return
+        self.send_abort(
+            rt,
+            shutdown,
+            now,
+            f"grid restored{where} before commit point {shutdown.commit_at}",
+            effects,
+            manual=False,
+        )
+
+    # -- resends (resend.py) --------------------------------------------------------------
+
+    def resend_blocked(self, cmd: SentCommand) -> bool:
+        return resend_blocked(self._ctx, cmd)
+
+    def resend_due(self, now: float, effects: list[Effect]) -> None:
+        resend_due(self._ctx, now, effects)
+
+    def deadlines(self, now: float) -> list[float]:
+        return resend_deadlines(self._ctx, now)
+
+    # -- acks (acks.py) ------------------------------------------------------------------
+
+    def handle_ack(self, agent_id: str, ack: Ack, now: float, effects: list[Effect]) -> None:
+        apply_ack(self._ctx, agent_id, ack, now, effects)
 
     def close_unverifiable(self) -> None:
         """Stop resending commands signed with a secret the agent no longer holds.
@@ -477,10 +383,3 @@ class Commands:
             s = rt.shutdown
             if s is not None and s.published and not verify_message(s.payload, secret):
                 s.released = True  # the agent would refuse it: a fresh one goes out if due
-
-
-def _abort_pointless(rt: AgentRuntime, abort: SentCommand, now: float) -> bool:
-    target = rt.shutdown
-    if target is None or abort.ref is None or target.id != abort.ref:
-        return False
-    return target.past_commit(now) or target.outcome is not None

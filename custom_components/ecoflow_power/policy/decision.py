@@ -13,6 +13,7 @@ from .audit import AuditKind
 from .condition import Verdict, describe, evaluate, smooth
 from .context import EngineContext
 from .effects import REPAIR_TELEMETRY_STALE, Effect, PolicyEvent, RepairChange
+from .failsafe import FailSafe
 from .telemetry import PolicyTelemetry
 from .tracking import AgentRuntime
 
@@ -22,6 +23,7 @@ class Decision:
 
     def __init__(self, ctx: EngineContext) -> None:
         self._ctx = ctx
+        self.failsafe = FailSafe(ctx)
 
     # -- readings ------------------------------------------------------------
 
@@ -34,19 +36,15 @@ class Decision:
         # Capped at our clock: one reading stamped in the future must not make
         # every later (correctly stamped) reading look out of order.
         obs.last_at = min(telemetry.at, now)
-        if telemetry.soc_min is not None:
-            obs.soc_min = telemetry.soc_min
-        if telemetry.remaining_discharge_min is not None:
-            obs.remaining = telemetry.remaining_discharge_min
-        for name in ("discharge_w", "capacity_wh", "cutoff_pct"):
-            value = getattr(telemetry, name)
-            if value is not None:
-                setattr(obs, name, value)
         if telemetry.grid is GridStatus.UNKNOWN:
             # Neither breaks nor starts the condition, and does not count as
             # fresh: a station reporting "unknown" for stale_after_sec after
-            # a loss trips the fail-safe just like a silent one.
+            # a loss trips the fail-safe just like a silent one. Its figures
+            # are kept, though (the estimate starts from the newest SoC).
+            self._keep_figures(telemetry, now)
             return False
+        self._keep_figures(telemetry, now)
+        obs.grid_by_sentinel = False  # the station speaks for itself again
         self._track_grid(telemetry.grid, now, effects)
         self._track_freshness(telemetry, now, effects)
         if telemetry.grid is GridStatus.CONNECTED:
@@ -55,16 +53,60 @@ class Decision:
         self._on_grid_lost(telemetry, now, effects)
         return False
 
-    def _track_grid(self, grid: GridStatus, now: float, effects: list[Effect]) -> None:
+    def _keep_figures(self, telemetry: PolicyTelemetry, now: float) -> None:
+        obs = self._ctx.obs
+        if telemetry.soc_min is not None:
+            obs.soc_min = telemetry.soc_min
+            obs.soc_at = min(telemetry.at, now)
+        if telemetry.remaining_discharge_min is not None:
+            obs.remaining = telemetry.remaining_discharge_min
+        for name in ("discharge_w", "load_w", "capacity_wh", "cutoff_pct"):
+            value = getattr(telemetry, name)
+            if value is not None:
+                setattr(obs, name, value)
+
+    # -- the mains sentinel ----------------------------------------------------
+
+    def sentinel(self, present: bool | None, now: float, effects: list[Effect]) -> bool:
+        """Apply a change of the sentinel. Returns True when it restored the grid.
+
+        Strong, local evidence, acted on at once: mains lost makes the grid
+        LOST now (timers start from the last known battery figures, and the
+        fail-safe runs on the station's silence). A station reading newer than
+        the change overrides it (the station measures its own input). Mains
+        back only undoes a loss the sentinel itself declared.
+        """
+        obs = self._ctx.obs
+        previous, obs.mains = obs.mains, present
+        obs.mains_at = now
+        if present == previous:
+            return False
+        if present is False and obs.grid is not GridStatus.LOST:
+            self._track_grid(GridStatus.LOST, now, effects, by="mains sentinel")
+            obs.grid_by_sentinel = True
+            reading = PolicyTelemetry(GridStatus.LOST, obs.soc_min, None, now)
+            self._on_grid_lost(reading, now, effects)
+            return False
+        if present is True and obs.grid is GridStatus.LOST and obs.grid_by_sentinel:
+            self._track_grid(GridStatus.CONNECTED, now, effects, by="mains sentinel")
+            obs.grid_by_sentinel = False
+            self._on_grid_connected(now, effects)
+            return True
+        return False
+
+    def _track_grid(
+        self, grid: GridStatus, now: float, effects: list[Effect], by: str = ""
+    ) -> None:
         ctx = self._ctx
         previous, ctx.obs.grid = ctx.obs.grid, grid
         if grid == previous:
             return
+        suffix = f" ({by})" if by else ""
         if grid is GridStatus.LOST:
-            ctx.audit_add(effects, now, AuditKind.GRID_LOST, "grid lost")
+            ctx.audit_add(effects, now, AuditKind.GRID_LOST, f"grid lost{suffix}")
             effects.append(ctx.event(PolicyEvent.GRID_LOST, soc_min=ctx.obs.soc_min))
         elif previous is GridStatus.LOST:
-            ctx.audit_add(effects, now, AuditKind.GRID_RESTORED, "grid restored")
+            ctx.audit_add(effects, now, AuditKind.GRID_RESTORED, f"grid restored{suffix}")
             effects.append(ctx.event(PolicyEvent.GRID_RESTORED, soc_min=ctx.obs.soc_min))
 
     def _track_freshness(
@@ -79,7 +121,8 @@ class Decision:
             return
         evidence_at = min(telemetry.at, now)
         obs.fresh_at = evidence_at if obs.fresh_at is None else max(obs.fresh_at, evidence_at)
-        stale_at = self.stale_at()
+        obs.resume_hold = None  # fresh evidence after a restart: decisions resume
+        stale_at = self.failsafe.stale_at()
         if obs.stale and stale_at is not None and now < stale_at:
             obs.stale = False
             effects.append(RepairChange(REPAIR_TELEMETRY_STALE, active=False))
@@ -216,43 +259,11 @@ class Decision:
 
     # -- time ------------------------------------------------------------------
 
-    def stale_at(self) -> float | None:
-        obs = self._ctx.obs
-        if obs.grid is None or obs.fresh_at is None:
-            return None  # grid never known: no fail-safe, no repair
-        return obs.fresh_at + self._ctx.settings.stale_after_sec
-
     def check_stale(self, now: float, effects: list[Effect]) -> None:
-        ctx, obs = self._ctx, self._ctx.obs
-        stale_at = self.stale_at()
-        if obs.stale or stale_at is None or now < stale_at:
-            return
-        obs.stale = True
-        effects.append(RepairChange(REPAIR_TELEMETRY_STALE, active=True))
-        grid = "none" if obs.grid is None else str(obs.grid)
-        ctx.audit_add(
-            effects,
-            now,
-            AuditKind.TELEMETRY_STALE,
-            f"no usable telemetry for {ctx.settings.stale_after_sec} s; grid last seen {grid}",
-        )
-        if obs.grid is GridStatus.LOST:
-            effects.append(
-                ctx.event(
-                    PolicyEvent.BATTERY_CRITICAL,
-                    agent_id=None,
-                    reason="telemetry stale with grid lost",
-                    soc_min=obs.soc_min,
-                    remaining_min=obs.remaining,
-                    fire_at=now,
-                )
-            )
+        self.failsafe.check_stale(now, effects)
 
     def deadlines(self) -> list[float]:
-        out: list[float] = []
-        stale_at = self.stale_at()
-        if stale_at is not None and not self._ctx.obs.stale:
-            out.append(stale_at)
+        out = self.failsafe.deadlines()
         confirm_at = self.restore_confirm_at()
         if confirm_at is not None:
             out.append(confirm_at)
@@ -264,11 +275,14 @@ class Decision:
         if rt.critical_since is not None:
             left = self._ctx.settings.debounce_sec - (rt.held_sec or 0.0)
             due = rt.critical_since + max(0.0, left)
-        stale_at = self.stale_at()
-        if self._ctx.obs.grid is GridStatus.LOST and stale_at is not None and now >= stale_at:
-            # Fail-safe: silence after a loss is critical for every agent; the
-            # stale window itself served as the debounce.
-            due = stale_at if due is None else min(due, stale_at)
+        # Fail-safe: silence during an outage is critical for every agent; the
+        # stale window (or the energy estimate) served as the debounce.
+        failsafe = self.failsafe.due_at(rt, now)
+        if failsafe is not None:
+            due = failsafe if due is None else min(due, failsafe)
+        hold = self._ctx.obs.resume_hold
+        if due is not None and hold is not None:
+            due = max(due, hold)  # just restarted: a fresh reading or one stale window first
         return due
 
     def reason(self, rt: AgentRuntime, now: float) -> str:
@@ -288,5 +302,4 @@ class Decision:
                 if evaluate(reading, threshold, ctx.settings) is Verdict.CRITICAL:
                     return describe(reading, threshold, ctx.settings)
             return rt.critical_reason
-        silent = int(now - obs.fresh_at) if obs.fresh_at is not None else 0
-        return f"telemetry stale for {silent} s with grid last seen lost"
+        return self.failsafe.reason(now)

@@ -42,12 +42,25 @@ class EmitEvent:
 
 @dataclass(frozen=True, slots=True)
 class RepairChange:
-    """Raise (active=True) or clear a Home Assistant repair issue for this station."""
+    """Raise (active=True) or clear a Home Assistant repair issue for this station.
+
+    `placeholders` fill the repair's translated text (times are epoch seconds
+    as strings; the glue renders them in the user's time zone).
+    """
 
     issue_id: str
     active: bool
+    placeholders: dict[str, str] = field(default_factory=dict, compare=False)
 
 
 REPAIR_TELEMETRY_STALE = "telemetry_stale"
+# Station silent and offline (or the cloud unreachable) with the grid last seen
+# present: an outage is assumed. Placeholders: fires_at (epoch s, "" if unknown).
+REPAIR_POLICY_BLIND = "policy_blind"
+# Agents, but no grid verdict for minutes and nothing that would act on it.
+REPAIR_POLICY_UNPROTECTED = "policy_unprotected"
+# The station's own discharge limit / backup reserve is at or above a
+# threshold. Placeholders: cutoff, threshold, effective (percent).
+REPAIR_STATION_CUTOFF = "station_cutoff"
 
 type Effect = PublishCommand | EmitEvent | AuditRecord | RepairChange

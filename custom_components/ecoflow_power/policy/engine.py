@@ -1,42 +1,46 @@
 """The shutdown policy of one power station: a thin facade over its parts.
 
-Pure state machine: telemetry, acks, ticks and service calls go in; effects
-(commands to publish, events, audit records, repair changes) come out. Time
-comes only from the injected clock, so every timing rule is testable without
-sleeping. docs/protocol.md ("Policy engine") describes the behaviour.
+Pure state machine: telemetry, acks, agent status, the mains sentinel, the
+cloud link, ticks and service calls go in; effects (commands to publish,
+events, audit records, repair changes) come out. Time comes only from the
+injected clock, so every timing rule is testable without sleeping.
+docs/protocol.md ("Policy engine") describes the behaviour.
 
 Where each rule lives:
-- decision.py: the condition over time (debounce, staleness fail-safe);
-- commands.py: command tracking (cooldown, resends, aborts, acks);
-- views.py: the state sensor and per-agent views;
+- condition.py: one reading against one threshold (critical / hold / clear);
+- decision.py: the timers (debounce, flapping, restore confirmation), the sentinel;
+- failsafe.py + estimate.py: silence (stale fail-safe, blind mode, energy estimate);
+- commands.py: sending, hold-back of a second shutdown, resends, aborts, acks;
+- supply.py: hosts fed by several stations;
+- views.py: the state sensor and per-agent views; alerts.py: its repairs;
 - persistence.py: to_dict / from_dict and PolicyStateError.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Mapping
-import math
 from typing import Any
 import uuid
 
+from custom_components.ecoflow_power.ecoflow.state import GridStatus
+
+from .alerts import check_alerts
 from .audit import DEFAULT_AUDIT_SIZE, AuditKind, AuditRecord, AuditTrail, DecisionMode
 from .commands import Commands
 from .context import EngineContext
 from .decision import Decision
-from .effects import Effect, PolicyEvent
+from .effects import Effect
 from .persistence import STATE_VERSION, PolicyStateError, check_header, dump, load_into
-from .protocol import Ack, sanitize_text
+from .protocol import Ack
+from .schedule import Schedule
 from .settings import AgentBinding, PolicySettings
 from .status import PolicyState, PolicyStatus
+from .supply import SupplyBoard
 from .telemetry import PolicyTelemetry
 from .tracking import AgentRuntime
-from .views import agent_view, station_state
+from .views import build_status, station_state
 
 __all__ = ["STATE_VERSION", "PolicyEngine", "PolicyStateError"]
-
-
-# A backward step smaller than this is jitter, not a clock change.
-CLOCK_STEP_TOLERANCE_SEC = 2.0
 
 
 def _uuid4() -> str:
@@ -67,7 +71,11 @@ class PolicyEngine:
         )
         self._set_agents(agents)
         self._decision = Decision(self._ctx)
+        self._failsafe = self._decision.failsafe
         self._commands = Commands(self._ctx)
+        self._schedule = Schedule(self._ctx, self._decision, self._commands)
+        self._blind_before = False  # blind when the current input arrived
+        self._ctx.obs.started_at = clock()
 
     # -- read-only properties --------------------------------------------------
 
@@ -93,54 +101,55 @@ class PolicyEngine:
 
     @property
     def state(self) -> PolicyState:
-        return station_state(self._ctx, self._ctx.clock(), self._fire_at)
+        return station_state(self._ctx, self._failsafe, self._ctx.clock(), self._fire_at)
+
+    @property
+    def grid_present(self) -> bool:
+        return self._ctx.obs.grid is GridStatus.CONNECTED
 
     # -- inputs ------------------------------------------------------------------
 
     def update(self, telemetry: PolicyTelemetry) -> list[Effect]:
         """Feed one telemetry reading; returns what to do now."""
         effects: list[Effect] = []
-        now = self._now(effects)
-        # What was due before this reading happened first (e.g. the grid had
-        # been back long enough before this new loss).
-        self._settle(now, effects)
+        now = self._begin(effects)
         if self._decision.observe(telemetry, now, effects):
-            self._commands.abort_on_restore(now, effects)
-        effects.extend(self._evaluate(now))
-        return effects
+            self._abort_where_powered(now, effects)
+        return self._end(now, effects)
 
     def update_mains(self, present: bool | None) -> list[Effect]:
-        """The mains sentinel's verdict (None: unknown or not configured)."""
+        """The mains sentinel's verdict (True present, False lost, None unknown/not set).
+
+        Call it on every change of the sentinel entity (and once at start).
+        """
         effects: list[Effect] = []
-        now = self._now(effects)
-        self._ctx.obs.mains = present
-        self._ctx.obs.mains_at = now
-        effects.extend(self._evaluate(now))
-        return effects
+        now = self._begin(effects)
+        if self._decision.sentinel(present, now, effects):
+            self._abort_where_powered(now, effects, " (mains sentinel)")
+        return self._end(now, effects)
 
     def update_link(self, *, cloud_connected: bool, station_online: bool | None) -> list[Effect]:
-        """Whether Home Assistant reaches the cloud, and the cloud's view of the station."""
+        """Whether Home Assistant reaches the cloud, and the cloud's view of the station.
+
+        Call it whenever either changes (station_online None: not known).
+        """
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         self._ctx.obs.cloud_connected = cloud_connected
         self._ctx.obs.station_online = station_online
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
 
     def tick(self) -> list[Effect]:
         """Run whatever is due (timers, staleness, resends); call at next_deadline()."""
         effects: list[Effect] = []
-        now = self._now(effects)
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(self._begin(effects), effects)
 
     def handle_ack(self, agent_id: str, ack: Ack) -> list[Effect]:
         """Apply a verified ack (see protocol.parse_ack) received on agent_id's ack topic."""
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         self._commands.handle_ack(agent_id, ack, now, effects)
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
 
     def agent_online(
         self, agent_id: str, online: bool, *, since: float | None = None
@@ -153,7 +162,7 @@ class PolicyEngine:
         fresh shutdown if its condition still holds.
         """
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         rt = self._ctx.runtime.get(agent_id)
         if rt is not None:
             was_online = rt.online
@@ -162,14 +171,16 @@ class PolicyEngine:
             connected_at = now if since is None else min(since, now)
             if online and (was_online is not True or since is not None):
                 self._commands.agent_online(rt, connected_at, now, effects)
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
 
     def set_armed(self, armed: bool) -> list[Effect]:
-        """Disarmed: decisions are still made and recorded, but no shutdown is published."""
+        """Disarmed: decisions are still made and recorded, but no shutdown is published.
+
+        Disarming aborts every shutdown still before its commit point.
+        """
         ctx = self._ctx
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         if armed != ctx.armed:
             ctx.armed = armed
             kind = AuditKind.ARMED if armed else AuditKind.DISARMED
@@ -178,25 +189,21 @@ class PolicyEngine:
                 # What a person reaching for the switch wants: stop what can
                 # still be stopped. Past the commit point nothing can.
                 self._commands.abort_pending(now, "disarmed", effects)
-                for rt in ctx.runtime.values():
+            for rt in ctx.runtime.values():
+                # Re-arming during an outage acts on a condition already due.
+                rt.suppressed = False
+                if not armed:
                     rt.fsd = False
-            if armed:
-                # Re-arming during an outage must act on a condition that is
-                # already due, not wait for a new episode.
-                for rt in ctx.runtime.values():
-                    rt.suppressed = False
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
 
     def reconfigure(self, settings: PolicySettings, agents: Iterable[AgentBinding]) -> list[Effect]:
         """New options: keeps timers and commands of agents that remain."""
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         self._ctx.settings = settings
         self._set_agents(agents)
         self._commands.close_unverifiable()
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
 
     # -- manual commands (HA services) -----------------------------------------
 
@@ -207,9 +214,10 @@ class PolicyEngine:
         reason: str = "manual shutdown",
         dry_run: bool | None = None,
     ) -> list[Effect]:
-        """Shut agents down now. Bypasses the cooldown and the armed switch (recorded).
+        """Shut agents down now. Bypasses a hold-back and the armed switch (recorded).
 
-        `dry_run=None` follows the settings.
+        `dry_run=None` follows the settings. A dry-run while the policy is live
+        is a rehearsal: kept apart from the live tracking.
         """
         ctx = self._ctx
         ids = self._resolve(agent_ids)
@@ -218,29 +226,17 @@ class PolicyEngine:
         use_dry_run = ctx.settings.dry_run if dry_run is None else dry_run
         mode = DecisionMode.DRY_RUN if use_dry_run else DecisionMode.LIVE
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         for agent_id in ids:
-            rt = ctx.runtime[agent_id]
-            notes = []
-            if self._commands.in_cooldown(rt, now):
-                notes.append("cooldown bypassed")
-            if not ctx.armed:
-                notes.append("armed switch bypassed")
-            text = sanitize_text(reason) or "manual shutdown"
-            audit_reason = f"{text} ({', '.join(notes)})" if notes else text
-            delay = ctx.bindings[agent_id].delay(ctx.settings) if delay_sec is None else delay_sec
-            self._commands.send_shutdown(
-                rt,
+            self._commands.manual_shutdown(
+                ctx.runtime[agent_id],
                 now,
-                reason=text,
-                delay_sec=delay,
+                delay_sec=delay_sec,
+                reason=reason,
                 mode=mode,
                 effects=effects,
-                manual=True,
-                audit_reason=audit_reason,
             )
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
 
     def manual_abort(self, agent_ids: Iterable[str] | None = None) -> list[Effect]:
         """Cancel pending shutdowns. Never sent once a shutdown passed its commit point.
@@ -250,36 +246,34 @@ class PolicyEngine:
         this engine does not know about. A pending debounce timer is not
         touched: to stop the automatic policy, disarm it.
         """
-        ctx = self._ctx
         ids = self._resolve(agent_ids)
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         for agent_id in ids:
-            rt = ctx.runtime[agent_id]
-            target = rt.shutdown if rt.shutdown is not None and rt.shutdown.is_live() else None
-            if target is not None and target.past_commit(now):
-                ctx.audit_add(
-                    effects,
-                    now,
-                    AuditKind.ABORT_TOO_LATE,
-                    f"manual abort refused: commit point {target.commit_at} passed",
-                    agent_id=agent_id,
-                    command_id=target.id,
-                )
-                continue
-            self._commands.send_abort(rt, target, now, "manual abort", effects, manual=True)
-        effects.extend(self._evaluate(now))
-        return effects
+            self._commands.manual_abort(self._ctx.runtime[agent_id], now, effects)
+        return self._end(now, effects)
 
     def ping(self, agent_ids: Iterable[str] | None = None) -> list[Effect]:
         """Ask agents for a `pong`. Published even in dry-run or disarmed: it acts on nothing."""
         ids = self._resolve(agent_ids)
         effects: list[Effect] = []
-        now = self._now(effects)
+        now = self._begin(effects)
         for agent_id in ids:
             self._commands.send_ping(self._ctx.runtime[agent_id], now, effects)
-        effects.extend(self._evaluate(now))
-        return effects
+        return self._end(now, effects)
+
+    # -- several stations feeding one host (policy/supply.py) ---------------------
+
+    def attach_board(self, board: SupplyBoard | None) -> None:
+        """Called by SupplyBoard.attach: where to read the other feeding stations."""
+        self._schedule.board = board
+
+    def condition_due_at(self, agent_id: str, now: float | None = None) -> float | None:
+        """When this station's own condition makes the agent's shutdown due (no hold-back)."""
+        rt = self._ctx.runtime.get(agent_id)
+        if rt is None:
+            return None
+        return self._decision.due_at(rt, self._ctx.clock() if now is None else now)
 
     # -- views -------------------------------------------------------------------
 
@@ -288,7 +282,7 @@ class PolicyEngine:
         ctx = self._ctx
         now = ctx.clock()
         candidates = self._decision.deadlines() + self._commands.deadlines(now)
-        for rt in ctx.runtime.values():
+        for rt in ctx.acting().values():
             fire_at = self._fire_at(rt, now)
             if fire_at is not None and (ctx.armed or not rt.suppressed):
                 candidates.append(fire_at)
@@ -300,31 +294,11 @@ class PolicyEngine:
         if not ctx.armed:
             return None
         now = ctx.clock()
-        times = [t for rt in ctx.runtime.values() if (t := self._fire_at(rt, now)) is not None]
+        times = [t for rt in ctx.acting().values() if (t := self._fire_at(rt, now)) is not None]
         return min(times) if times else None
 
     def status(self) -> PolicyStatus:
-        ctx = self._ctx
-        now = ctx.clock()
-        agents = {
-            agent_id: agent_view(ctx, agent_id, now, self._fire_at) for agent_id in ctx.runtime
-        }
-        return PolicyStatus(
-            device_id=ctx.device_id,
-            state=station_state(ctx, now, self._fire_at),
-            armed=ctx.armed,
-            dry_run=ctx.settings.dry_run,
-            grid=ctx.obs.grid,
-            soc_min=ctx.obs.soc_min,
-            remaining_discharge_min=ctx.obs.remaining,
-            telemetry_stale=ctx.obs.stale,
-            pending_fire_at=self.pending_fire_at(),
-            agents=agents,
-            next_commit_at=min(
-                (view.commit_at for view in agents.values() if view.commit_at is not None),
-                default=None,
-            ),
-        )
+        return build_status(self._ctx, self._failsafe, self._ctx.clock(), self._fire_at)
 
     # -- persistence ---------------------------------------------------------------
 
@@ -346,63 +320,53 @@ class PolicyEngine:
         Settings and agents come from the current config, not the snapshot;
         state of agents no longer configured is dropped. Raises PolicyStateError
         (a ValueError) for anything unreadable; the caller starts a fresh engine.
+        Nothing fires before the first fresh reading or one stale window.
         """
         device_id = check_header(data)
         engine = cls(device_id, settings, agents, clock=clock, id_factory=id_factory)
         load_into(engine._ctx, data)
         engine._commands.close_unverifiable()
         obs = engine._ctx.obs
+        now = clock()
+        obs.started_at = now
         if obs.fresh_at is not None and not obs.stale:
             # Our own downtime is not evidence that the station went silent:
             # restart the stale window instead of shutting everything down
             # because Home Assistant took two minutes to restart.
-            obs.fresh_at = max(obs.fresh_at, clock())
+            obs.fresh_at = max(obs.fresh_at, now)
+        if obs.grid is not None:
+            # Nothing fires on stored evidence alone: a fresh reading first, or
+            # one stale window (then the fail-safe acts on the silence).
+            obs.resume_hold = now + settings.stale_after_sec
         return engine
 
     # -- the loop ------------------------------------------------------------------
 
-    def _fire_at(self, rt: AgentRuntime, now: float) -> float | None:
-        """When this agent's next automatic shutdown goes out.
-
-        None if its condition does not hold, or if a shutdown already out holds
-        a new one back until some event (see Commands.blocked_until).
-        """
-        due = self._decision.due_at(rt, now)
-        if due is None:
-            return None
-        blocked = self._commands.blocked_until(rt, now)
-        if blocked is None:
-            return due
-        if blocked == math.inf:
-            return None
-        return max(due, blocked)
-
-    def _now(self, effects: list[Effect]) -> float:
-        """The clock, after absorbing a backward step of it.
-
-        Readings are taken in the order they arrive. When Home Assistant's
-        clock steps back, every stored time moves back with it, so timers keep
-        what they had left and newer readings are not mistaken for old ones.
-        """
-        ctx = self._ctx
-        now = ctx.clock()
-        last = ctx.last_now
-        if last is not None and now < last - CLOCK_STEP_TOLERANCE_SEC:
-            shift = last - now
-            ctx.obs.rebase(shift)
-            for rt in ctx.runtime.values():
-                rt.rebase(shift)
-            ctx.audit_add(effects, now, AuditKind.CLOCK_STEP, f"clock stepped back {shift:.0f} s")
-            ctx.last_now = now
-        else:
-            ctx.last_now = now if last is None else max(now, last)
+    def _begin(self, effects: list[Effect]) -> float:
+        """Every input starts here: the clock, then what was already due."""
+        now = self._ctx.now(effects)
+        self._settle(now, effects)
+        self._blind_before = self._failsafe.blind(now)
         return now
 
-    def _evaluate(self, now: float) -> list[Effect]:
+    def _end(self, now: float, effects: list[Effect]) -> list[Effect]:
+        self._evaluate(now, effects)
+        return effects
+
+    def _settle(self, now: float, effects: list[Effect]) -> None:
+        self._decision.check_stale(now, effects)
+        if self._decision.check_restore(now, effects):
+            self._commands.release_after_restore(now)
+
+    def _evaluate(self, now: float, effects: list[Effect]) -> None:
         ctx = self._ctx
-        effects: list[Effect] = []
         self._settle(now, effects)
-        for agent_id, rt in ctx.runtime.items():
+        self._abort_where_powered(now, effects, " on a feeding station", peers_only=True)
+        if self._blind_before and not self._failsafe.blind(now) and self.grid_present:
+            # The outage was only assumed, and the assumption is withdrawn (mains
+            # sentinel present, station back online): as if the grid came back.
+            self._abort_where_powered(now, effects, " (blind assumption withdrawn)")
+        for rt in ctx.acting().values():
             fire_at = self._fire_at(rt, now)
             if fire_at is None:
                 rt.suppressed = False  # episode over: a later one is recorded again
@@ -413,14 +377,12 @@ class PolicyEngine:
                 self._fire(rt, now, effects)
             elif not rt.suppressed:
                 rt.suppressed = True
-                self._record_suppressed(agent_id, now, effects)
+                self._commands.record_suppressed(rt, self._decision.reason(rt, now), now, effects)
         self._commands.resend_due(now, effects)
-        return effects
+        check_alerts(ctx, self._failsafe, now, effects)
 
-    def _settle(self, now: float, effects: list[Effect]) -> None:
-        self._decision.check_stale(now, effects)
-        if self._decision.check_restore(now, effects):
-            self._commands.release_after_restore()
+    def _fire_at(self, rt: AgentRuntime, now: float) -> float | None:
+        return self._schedule.fire_at(rt, now)
 
     def _fire(self, rt: AgentRuntime, now: float, effects: list[Effect]) -> None:
         ctx = self._ctx
@@ -435,27 +397,11 @@ class PolicyEngine:
             effects=effects,
         )
 
-    def _record_suppressed(self, agent_id: str, now: float, effects: list[Effect]) -> None:
-        ctx = self._ctx
-        reason = self._decision.reason(ctx.runtime[agent_id], now)
-        ctx.audit_add(
-            effects,
-            now,
-            AuditKind.SHUTDOWN,
-            f"{reason} (disarmed: not sent)",
-            agent_id=agent_id,
-            mode=DecisionMode.DISARMED,
-        )
-        effects.append(
-            ctx.event(
-                PolicyEvent.SHUTDOWN_SENT,
-                agent_id=agent_id,
-                command_id=None,
-                reason=reason,
-                mode=str(DecisionMode.DISARMED),
-                published=False,
-                manual=False,
-            )
+    def _abort_where_powered(
+        self, now: float, effects: list[Effect], where: str = "", *, peers_only: bool = False
+    ) -> None:
+        self._schedule.abort_where_powered(
+            now, effects, self.grid_present, where, peers_only=peers_only
         )
 
     # -- helpers ---------------------------------------------------------------------
@@ -474,10 +420,11 @@ class PolicyEngine:
 
     def _resolve(self, agent_ids: Iterable[str] | None) -> list[str]:
         ctx = self._ctx
+        acting = ctx.acting()
         if agent_ids is None:
-            return list(ctx.bindings)
+            return list(acting)
         ids = list(dict.fromkeys(agent_ids))
-        unknown = [agent_id for agent_id in ids if agent_id not in ctx.bindings]
+        unknown = [agent_id for agent_id in ids if agent_id not in acting]
         if unknown:
             raise ValueError(f"unknown agents for {ctx.device_id}: {', '.join(unknown)}")
         return ids

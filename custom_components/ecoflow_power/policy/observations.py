@@ -17,8 +17,10 @@ from custom_components.ecoflow_power.ecoflow.state import GridStatus
 class Observations:
     grid: GridStatus | None = None  # last known CONNECTED/LOST
     soc_min: float | None = None
+    soc_at: float | None = None  # evidence time of soc_min (for the estimate)
     remaining: int | None = None  # remaining_discharge_min as reported
     discharge_w: float | None = None
+    load_w: float | None = None
     capacity_wh: float | None = None
     cutoff_pct: float | None = None
     last_at: float | None = None  # newest telemetry `at` seen (ordering)
@@ -34,10 +36,26 @@ class Observations:
     # The link to the station (update_link).
     cloud_connected: bool = True
     station_online: bool | None = None
+    grid_by_sentinel: bool = False  # the LOST verdict came from the sentinel, station silent
+    # After a restart: nothing fires before a fresh reading or this time.
+    resume_hold: float | None = None
+    started_at: float | None = None  # engine start (not persisted)
+    unprotected: bool = False  # the repair is raised
+    blind_shown: bool = False  # the blind repair is raised
+    cutoff_shown: bool = False  # the station cut-off repair is raised
 
     def rebase(self, shift: float) -> None:
         """The engine clock stepped back by `shift` seconds: keep every age as it was."""
-        for name in ("last_at", "fresh_at", "present_since", "runtime_smoothed_at", "mains_at"):
+        for name in (
+            "last_at",
+            "fresh_at",
+            "soc_at",
+            "present_since",
+            "runtime_smoothed_at",
+            "mains_at",
+            "resume_hold",
+            "started_at",
+        ):
             value = getattr(self, name)
             if value is not None:
                 setattr(self, name, value - shift)
@@ -46,6 +64,9 @@ class Observations:
         return {
             "grid": None if self.grid is None else str(self.grid),
             "soc_min": self.soc_min,
+            "soc_at": self.soc_at,
+            "load_w": self.load_w,
+            "grid_by_sentinel": self.grid_by_sentinel,
             "remaining_min": self.remaining,
             "discharge_w": self.discharge_w,
             "capacity_wh": self.capacity_wh,
@@ -67,6 +88,9 @@ class Observations:
         return cls(
             grid=None if grid is None else GridStatus(grid),
             soc_min=_number(data.get("soc_min")),
+            soc_at=_number(data.get("soc_at")),
+            load_w=_number(data.get("load_w")),
+            grid_by_sentinel=bool(data.get("grid_by_sentinel", False)),
             remaining=None if data.get("remaining_min") is None else int(data["remaining_min"]),
             discharge_w=_number(data.get("discharge_w")),
             capacity_wh=_number(data.get("capacity_wh")),

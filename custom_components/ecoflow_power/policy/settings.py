@@ -75,6 +75,11 @@ class AgentBinding:
     delay_sec: int | None = None
     infrastructure: bool = False  # runs HA / the broker: shuts down last, others get fsd first
     local: bool = False  # delivered by the HA glue itself (NUT clients), never on MQTT
+    # Several stations feeding one host (policy/supply.py): the other stations,
+    # and whether all of them (redundant supplies) or any must be critical.
+    feeds: tuple[str, ...] = ()
+    feed_rule: str = "all"
+    observe_only: bool = False  # in a feeding (non-owner) station's engine: decide, never send
 
     def __post_init__(self) -> None:
         if not is_valid_agent_id(self.agent_id):
@@ -85,6 +90,10 @@ class AgentBinding:
             raise ValueError("soc_threshold must be within 0..100")
         if self.delay_sec is not None and self.delay_sec < 0:
             raise ValueError("delay_sec must be >= 0")
+        if self.feed_rule not in ("all", "any"):
+            raise ValueError("feed_rule must be 'all' or 'any'")
+        if self.observe_only and self.feeds:
+            raise ValueError("an observe-only binding must not list feeds (its owner does)")
 
     def threshold(self, settings: PolicySettings) -> float:
         return settings.soc_threshold if self.soc_threshold is None else self.soc_threshold

@@ -24,6 +24,7 @@ class PolicyTelemetry:
     discharge_w: float | None = None  # W leaving the battery, >= 0
     capacity_wh: float | None = None  # usable full capacity of the station, Wh
     cutoff_pct: float | None = None  # the station's own discharge limit / backup reserve, %
+    load_w: float | None = None  # W the station's outputs deliver (blind estimate), >= 0
 
     @property
     def has_battery_figure(self) -> bool:

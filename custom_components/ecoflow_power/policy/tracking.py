@@ -118,6 +118,8 @@ class SentCommand:
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> SentCommand:
         outcome = data.get("outcome")
+        if not isinstance(data.get("payload"), Mapping):
+            raise TypeError("command payload is not a mapping")
         return cls(
             id=str(data["id"]),
             action=CommandAction(data["action"]),
@@ -137,7 +139,7 @@ class SentCommand:
             abort_id=data.get("abort_id"),
             abort_manual=bool(data.get("abort_manual", False)),
             grid_restored=bool(data.get("grid_restored", False)),
-            execute_at=data.get("execute_at"),
+            execute_at=None if data.get("execute_at") is None else int(data["execute_at"]),
             released=bool(data.get("released", False)),
             clock_shift=int(data.get("clock_shift", 0)),
         )
@@ -224,26 +226,41 @@ class AgentRuntime:
 
     @classmethod
     def from_dict(cls, agent_id: str, data: Mapping[str, Any]) -> AgentRuntime:
+        if not isinstance(data, Mapping):
+            raise TypeError(f"agent state for {agent_id} is not a mapping")
+
         def command(key: str) -> SentCommand | None:
             raw = data.get(key)
-            return None if raw is None else SentCommand.from_dict(raw)
+            if raw is None:
+                return None
+            if not isinstance(raw, Mapping):
+                raise TypeError(f"{key} of {agent_id} is not a mapping")
+            return SentCommand.from_dict(raw)
 
         status = data.get("last_ack_status")
         return cls(
             agent_id=agent_id,
-            critical_since=data.get("critical_since"),
-            held_sec=data.get("held_sec"),
+            critical_since=_number(data.get("critical_since")),
+            held_sec=_number(data.get("held_sec")),
             critical_reason=str(data.get("critical_reason", "")),
             suppressed=bool(data.get("suppressed", False)),
             fsd=bool(data.get("fsd", False)),
             rehearsal=command("rehearsal"),
-            online=data.get("online"),
-            online_at=data.get("online_at"),
-            last_shutdown_at=data.get("last_shutdown_at"),
+            online=None if data.get("online") is None else bool(data["online"]),
+            online_at=_number(data.get("online_at")),
+            last_shutdown_at=_number(data.get("last_shutdown_at")),
             shutdown=command("shutdown"),
             abort=command("abort"),
             ping=command("ping"),
             last_ack_status=None if status is None else AckStatus(status),
-            last_ack_at=data.get("last_ack_at"),
+            last_ack_at=_number(data.get("last_ack_at")),
             last_ack_detail=str(data.get("last_ack_detail", "")),
         )
+
+
+def _number(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        raise TypeError(f"expected a number, got {value!r}")
+    return float(value)
