@@ -400,7 +400,9 @@ async def e2e(
     `agents` maps an agent id to its per-agent options (`soc_threshold`,
     `delay_sec`); every agent is mapped to the first device. `policy` overrides
     FAST_POLICY for that device; `sentinel` ({"entity_id", "kind"}) is that
-    device's mains sentinel.
+    device's mains sentinel. `time_scale` 1 runs the station in real time, so
+    the watts it reports match how fast it drains (what the energy estimate,
+    which runs on Home Assistant's clock, needs to be checked against).
     """
     cleanups: list[Callable[[], Any]] = []
 
@@ -412,6 +414,7 @@ async def e2e(
         stale_after_sec: int = 30,
         grid_confirm_sec: int = 1,
         sentinel: dict[str, str] | None = None,
+        time_scale: float = TIME_SCALE,
     ) -> Env:
         devices = list(devices)
         sn = devices[0].sn
@@ -436,7 +439,7 @@ async def e2e(
             mqtt_password=CLOUD_PASSWORD,
             publisher_username="simulator",
             publisher_password="sim-pass",
-            time_scale=TIME_SCALE,
+            time_scale=time_scale,
             publish_interval=PUBLISH_INTERVAL,
         )
         await standin.start()
