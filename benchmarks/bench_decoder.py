@@ -1,20 +1,35 @@
 """Microseconds per message for each capture (a script, not a test).
 
-    .venv/bin/python benchmarks/bench_decoder.py
+    .venv/bin/python benchmarks/bench_decoder.py [--tree PATH]
 
 "decode" = envelope + protobuf/JSON decode only; "ingest" = the whole
-DeviceTracker.ingest (decode, filters, normalize, grid, change detection).
-Target: < 20 us to decode a DisplayPropertyUpload push.
+DeviceTracker.ingest (decode, filters, normalize, grid, change detection) of
+the same message arriving again and again, as steady telemetry does;
+"ratio" = ingest / decode. Targets: < 20 us to decode a DisplayPropertyUpload
+push; ingest at most 2.5 x decode (issue 16).
+
+--tree PATH measures the code of another checkout (e.g. the commit before a
+change, `git worktree add /work/wt/baseline COMMIT`) with this script and
+this checkout's captures, so both figures come from the same run and method.
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 from pathlib import Path
 import sys
 import timeit
 
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+# The code to measure goes first on the import path (see --tree in main()).
+sys.path.insert(
+    0,
+    str(
+        Path(sys.argv[sys.argv.index("--tree") + 1]).resolve()
+        if "--tree" in sys.argv[1:-1]
+        else Path(__file__).resolve().parent.parent
+    ),
+)
 
 from custom_components.ecoflow_power.ecoflow.envelope import parse_envelope, payload_bytes
 from custom_components.ecoflow_power.ecoflow.json_decoder import decode_json
@@ -39,7 +54,11 @@ def per_call_us(func: object, number: int) -> float:
 
 
 def main() -> None:
-    print(f"{'capture':58} {'decode us':>10} {'ingest us':>10}")
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--tree", type=Path, help="checkout whose code to measure")
+    parser.parse_args()
+    print(f"code: {Path(sys.path[0])}")
+    print(f"{'capture':58} {'decode us':>10} {'ingest us':>10} {'ratio':>6}")
     for path in sorted(CAPTURES.iterdir()):
         if path.name.endswith(".source.json") or "pdata_decrypted" in path.name:
             continue
@@ -72,10 +91,9 @@ def main() -> None:
             clock[0] += 1.0
             tracker.ingest(message, MessageSource.PROPERTY, clock[0])  # type: ignore[arg-type]
 
-        number = 2000
-        print(
-            f"{path.name:58} {per_call_us(decode, number):10.1f} {per_call_us(ingest, 500):10.1f}"
-        )
+        decode_us = per_call_us(decode, 2000)
+        ingest_us = per_call_us(ingest, 500)
+        print(f"{path.name:58} {decode_us:10.1f} {ingest_us:10.1f} {ingest_us / decode_us:6.2f}")
 
 
 if __name__ == "__main__":

@@ -2,6 +2,8 @@
 
     .venv/bin/python -m pytest benchmarks/bench_ha_cpu.py -s
     BENCH_MESSAGES=500 .venv/bin/python -m pytest benchmarks/bench_ha_cpu.py -s   # quicker
+    BENCH_TREE=/work/wt/baseline .venv/bin/python -m pytest benchmarks/bench_ha_cpu.py -s
+        # the code of another checkout (see benchmarks/conftest.py), same method
 
 Prints figures, asserts no timing. The integration is set up in the test
 harness's `hass` with its entities (the default-enabled ones) and the policy
@@ -29,6 +31,7 @@ import asyncio
 from collections.abc import Callable, Iterator
 import copy
 import os
+from pathlib import Path
 import platform
 import statistics
 import time
@@ -38,6 +41,7 @@ from unittest.mock import AsyncMock, patch
 from homeassistant.core import HomeAssistant
 import pytest
 
+import custom_components.ecoflow_power
 from custom_components.ecoflow_power.const import CONF_AGENTS, CONF_POLICY, DOMAIN
 from custom_components.ecoflow_power.ecoflow.envelope import payload_bytes
 from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
@@ -47,6 +51,7 @@ from tests.integration.conftest import ACCOUNT, DELTA2_SN, RIVER3_SN, FakeSessio
 from tests.integration.helpers import CAPTURES, capture_json
 
 MESSAGES = int(os.environ.get("BENCH_MESSAGES", "2000"))
+CODE_TREE = Path(custom_components.ecoflow_power.__file__).resolve().parents[2]
 REPEATS = 5
 
 
@@ -167,6 +172,7 @@ async def test_cpu_per_message(hass: HomeAssistant, loaded) -> None:
         settle_us = statistics.median(r[1] for r in runs)
         rows.append((name, handle_us, max(settle_us - idle, 0.0), handle_us + settle_us - idle))
     print()
+    print(f"code: {CODE_TREE}")
     print(
         f"HA CPU per telemetry message, us ({MESSAGES} messages x {REPEATS} batches, median; "
         f"{entities} entities of {DOMAIN}; Python {platform.python_version()}, "

@@ -7,8 +7,17 @@ explicitly, e.g. `.venv/bin/python -m pytest benchmarks/bench_pipeline.py -s`.
 from __future__ import annotations
 
 import asyncio
+import os
+from pathlib import Path
+import sys
 
 import pytest
+
+# BENCH_TREE=PATH measures another checkout's code (e.g. the commit before a
+# change) with these benchmarks: its directory goes first on the import path,
+# before anything imports the integration.
+if tree := os.environ.get("BENCH_TREE"):
+    sys.path.insert(0, str(Path(tree).resolve()))
 
 # Import our integration before the `hass` fixture runs (see tests/conftest.py).
 import custom_components.ecoflow_power  # noqa: F401

@@ -23,6 +23,7 @@ ROOT = Path(__file__).resolve().parent.parent
 FOLDER = ROOT / "blueprints" / "automation" / "ecoflow_power"
 NOTIFY = "notify_power_events.yaml"
 SHED = "shed_load.yaml"
+LAB_BACK = "notify_lab_back.yaml"
 
 # Entity ids as the integration names them for a station called "Rack".
 GRID = "binary_sensor.rack_grid_power"
@@ -33,6 +34,7 @@ LOAD = "input_boolean.lab_heater"
 
 INPUTS: dict[str, dict[str, Any]] = {
     NOTIFY: {"notify_action": "notify.mobile_app_phone", "title": "UPS"},
+    LAB_BACK: {"notify_action": "notify.mobile_app_phone"},
     SHED: {
         "grid_sensor": GRID,
         "battery_sensor": WEAKEST,
@@ -97,6 +99,7 @@ def test_notify_offers_every_policy_event_type() -> None:
     [
         (NOTIFY, INPUTS[NOTIFY]),
         (NOTIFY, {}),  # every input has a default
+        (LAB_BACK, {}),
         (SHED, INPUTS[SHED]),
         (SHED, {"grid_sensor": GRID, "battery_sensor": BATTERY, "load_entities": [LOAD]}),
         (SHED, {"grid_sensor": GRID, "runtime_sensor": RUNTIME, "load_entities": [LOAD]}),
@@ -271,3 +274,24 @@ async def test_shed_load_without_restore_leaves_the_load_off(
     await _set(hass, GRID, "on")
     assert hass.states.get(LOAD).state == "off"
     assert not calls_off
+
+
+async def test_lab_back_blueprint_follows_the_wake_up(
+    hass: HomeAssistant, blueprints_installed: None
+) -> None:
+    calls = async_mock_service(hass, "notify", "mobile_app_phone")
+    await _automation(hass, LAB_BACK, INPUTS[LAB_BACK])
+    base = {"device_id": "abc", "station": "Rack"}
+    hass.bus.async_fire(EVENT_POLICY, base | {"type": "power_restored", "hosts": ["nas", "pve"]})
+    hass.bus.async_fire(EVENT_POLICY, base | {"type": "host_woken", "host": "nas"})
+    hass.bus.async_fire(EVENT_POLICY, base | {"type": "grid_lost"})  # not about the wake-up
+    hass.bus.async_fire(
+        EVENT_POLICY, base | {"type": "host_wake_failed", "host": "pve", "attempts": 3}
+    )
+    await hass.async_block_till_done()
+    assert [call.data["message"] for call in calls] == [
+        "Rack: power is back for good; waking nas, pve.",
+        "Rack: nas is back up.",
+        "Rack: pve did not come back after 3 wake-up attempts; start it by hand.",
+    ]
+    assert calls[0].data["title"] == "Home lab"

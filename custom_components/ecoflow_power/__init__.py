@@ -27,6 +27,7 @@ from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .entity import station_device_info
 from .issues import ISSUE_DEVICES_UNKNOWN, clear_repair, raise_repair
 from .policy_coordinator import PolicyCoordinator
+from .restore_coordinator import WakeCoordinator
 from .runtime import EcoflowConfigEntry, EcoflowRuntimeData
 from .services import async_setup_services
 
@@ -102,6 +103,10 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.runtime_data.policy = policy
     await policy.async_start()
     entry.async_on_unload(policy.async_stop)
+    wake = WakeCoordinator(hass, entry, telemetry, policy)
+    entry.runtime_data.wake = wake
+    await wake.async_start()
+    entry.async_on_unload(wake.async_stop)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True
 

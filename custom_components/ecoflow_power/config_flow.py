@@ -54,6 +54,7 @@ from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
 from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
 from .options_policy import PolicyOptionsMixin
+from .options_restore import RestoreOptionsSteps
 from .options_sentinel import SentinelOptionsMixin
 from .policy.protocol import is_valid_agent_id
 from .selectors import (
@@ -277,8 +278,10 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
         )
 
 
-class EcoflowOptionsFlow(PolicyOptionsMixin, SentinelOptionsMixin, OptionsFlowWithReload):
-    """Devices and telemetry, the shutdown policy and sentinel of each station, and host agents."""
+class EcoflowOptionsFlow(
+    PolicyOptionsMixin, SentinelOptionsMixin, RestoreOptionsSteps, OptionsFlowWithReload
+):
+    """Devices and telemetry, the shutdown policy, sentinel and restore of each station, agents."""
 
     def __init__(self) -> None:
         self._station: str | None = None
@@ -307,6 +310,10 @@ class EcoflowOptionsFlow(PolicyOptionsMixin, SentinelOptionsMixin, OptionsFlowWi
             menu += ["policy", "sentinel", "add_agent"]
         if self._entry.options.get(CONF_AGENTS):
             menu += ["edit_agent", "remove_agent"]
+        if self._stations():
+            menu += ["restore"]
+        if self._entry.options.get(CONF_AGENTS):
+            menu += ["wake_target"]
         return self.async_show_menu(step_id="init", menu_options=menu)
 
     async def async_step_telemetry(

@@ -47,9 +47,21 @@ POLICY_EVENT_TYPES: Final = (
     "shutdown_sent",
     "shutdown_aborted",
     "agent_offline",
+    "power_restored",
+    "host_woken",
+    "host_wake_failed",
 )
 ISSUE_MQTT_MISSING: Final = "mqtt_missing"
 ISSUE_TELEMETRY_STALE: Final = "telemetry_stale"
 CONF_STATION: Final = "station"
 CONF_AGENT_ID: Final = "agent_id"
 CONF_NEW_SECRET: Final = "new_secret"
+
+# Power comes back: the restore rule per station and the hosts' wake targets.
+CONF_RESTORE: Final = "restore"
+CONF_WAKE_TARGETS: Final = "wake_targets"
+WAKE_MAC: Final = "mac"
+WAKE_BROADCAST: Final = "broadcast"
+WAKE_PORT: Final = "port"
+DEFAULT_WAKE_PORT: Final = 9
+ISSUE_HOST_WAKE_FAILED: Final = "host_wake_failed"

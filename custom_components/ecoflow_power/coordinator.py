@@ -209,11 +209,27 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         # even when nothing an entity shows has changed.
         self.data = {**self.data, message.sn: state}
         if changed or not was_fresh:
-            self.async_set_updated_data(self.data)
+            self._async_update_station(message.sn)
         # The policy hears every accepted message: silence is what its
         # fail-safe watches for, so steady telemetry must not look like silence.
         for listener in list(self._telemetry_listeners):
             listener(message.sn, state)
+
+    @callback
+    def _async_update_station(self, sn: str) -> None:
+        """async_set_updated_data for one station: only its entities are told.
+
+        A message changes one station's state; its entities register with the
+        station's serial as context (entity.py), the others need not recompute.
+        """
+        self.last_update_success = True  # as async_set_updated_data (no refresh interval here)
+        for update_callback, context in list(self._listeners.values()):
+            if context is not None and context != sn:
+                continue
+            try:
+                update_callback()
+            except Exception:
+                _LOGGER.exception("Unexpected error updating a listener of %s", self.name)
 
     def _update_firmware(self, sn: str, firmware: str) -> None:
         """Firmware is only known from telemetry, after the device was registered."""
@@ -265,6 +281,8 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
             )
 
     def _update_undecodable_issue(self, sn: str, tracker: DeviceTracker) -> None:
+        if tracker.decoded_messages > 1:
+            return  # decoding works: nothing to raise or clear (and stats cost a copy)
         stats = tracker.stats
         issue_id = f"{ISSUE_UNDECODABLE_DEVICE}_{sn}"
         if stats.decoded:

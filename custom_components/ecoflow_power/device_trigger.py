@@ -14,8 +14,17 @@ import probatio
 from .agents import agent_id_from_identifier
 from .const import DOMAIN, EVENT_POLICY, POLICY_EVENT_TYPES
 
-STATION_TRIGGERS = tuple(t for t in POLICY_EVENT_TYPES if t != "agent_offline")
-AGENT_TRIGGERS = ("agent_offline", "shutdown_sent", "shutdown_aborted")
+# Events about one host carry that agent's device; the others the station's.
+AGENT_TRIGGERS = (
+    "agent_offline",
+    "shutdown_sent",
+    "shutdown_aborted",
+    "host_woken",
+    "host_wake_failed",
+)
+STATION_TRIGGERS = tuple(
+    t for t in POLICY_EVENT_TYPES if t not in {"agent_offline", "host_woken", "host_wake_failed"}
+)
 
 TRIGGER_SCHEMA = DEVICE_TRIGGER_BASE_SCHEMA.extend(
     {probatio.Required(CONF_TYPE): probatio.In(POLICY_EVENT_TYPES)}

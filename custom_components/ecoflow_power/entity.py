@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Any
 
+from homeassistant.components.sensor import SensorEntity
+from homeassistant.core import callback
 from homeassistant.helpers.device_registry import DeviceInfo
 from homeassistant.helpers.entity import EntityDescription
 from homeassistant.helpers.update_coordinator import CoordinatorEntity
@@ -51,11 +54,30 @@ class EcoflowStationEntity(CoordinatorEntity[EcoflowTelemetryCoordinator]):
         *,
         unique_suffix: str | None = None,
     ) -> None:
-        super().__init__(coordinator)
+        # The context lets the coordinator tell only this station's entities.
+        super().__init__(coordinator, context=sn)
         self.entity_description = description
         self.sn = sn
         self._attr_unique_id = f"{sn}_{unique_suffix or description.key}"
         self._attr_device_info = station_device_info(coordinator, sn)
+
+    _shown: tuple[Any, ...] | None = None
+
+    @callback
+    def _handle_coordinator_update(self) -> None:
+        """Write the state only when what the entity shows changed.
+
+        Every message of a station reaches its entities; most leave their
+        value as it was (steady readings, jitter below the display precision),
+        and a state write costs more than everything else a message does.
+        """
+        # A sensor's state follows from its native value (cheaper to read).
+        value = self.native_value if isinstance(self, SensorEntity) else self.state
+        shown = (self.available, value)
+        if shown == self._shown:
+            return
+        self._shown = shown
+        self.async_write_ha_state()
 
     @property
     def power_state(self) -> PowerState:

@@ -403,6 +403,12 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
                 err,
             )
 
+    def fire_policy_event(
+        self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
+    ) -> None:
+        """Fire one `ecoflow_power_event` for a station (or one of its agents)."""
+        self._fire_event(sn, event_type, data, agent=agent)
+
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
     ) -> None:

@@ -14,6 +14,7 @@ from .coordinator import EcoflowTelemetryCoordinator
 from .device_cache import DeviceCache
 from .ecoflow.api import EcoflowApiClient
 from .policy_coordinator import PolicyCoordinator
+from .restore_coordinator import WakeCoordinator
 
 
 @dataclass(kw_only=True)
@@ -24,6 +25,7 @@ class EcoflowRuntimeData:
     telemetry: EcoflowTelemetryCoordinator
     device_cache: DeviceCache
     policy: PolicyCoordinator | None = None
+    wake: WakeCoordinator | None = None
 
 
 type EcoflowConfigEntry = ConfigEntry[EcoflowRuntimeData]

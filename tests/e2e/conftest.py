@@ -415,6 +415,7 @@ async def e2e(
         grid_confirm_sec: int = 1,
         sentinel: dict[str, str] | None = None,
         time_scale: float = TIME_SCALE,
+        options: dict[str, Any] | None = None,
     ) -> Env:
         devices = list(devices)
         sn = devices[0].sn
@@ -481,6 +482,7 @@ async def e2e(
                 },
                 CONF_POLICY: {sn: FAST_POLICY | (policy or {})},
                 CONF_SENTINELS: {sn: sentinel} if sentinel else {},
+                **(options or {}),
             },
         )
         entry.add_to_hass(hass)

@@ -173,6 +173,7 @@ async def test_device_triggers_fire_automations(
         "battery_critical",
         "shutdown_sent",
         "shutdown_aborted",
+        "power_restored",
     }
 
     calls = async_mock_service(hass, "test", "grid_lost")

@@ -35,6 +35,8 @@ async def _menu(hass: HomeAssistant, entry: MockConfigEntry, step: str) -> dict:
         "add_agent",
         "edit_agent",
         "remove_agent",
+        "restore",
+        "wake_target",
     }
     return await hass.config_entries.options.async_configure(
         result["flow_id"], {"next_step_id": step}
@@ -171,7 +173,13 @@ async def test_menu_of_an_entry_without_agents(
     assert await hass.config_entries.async_setup(entry.entry_id)
     await hass.async_block_till_done()
     result = await hass.config_entries.options.async_init(entry.entry_id)
-    assert result["menu_options"] == ["telemetry", "policy", "sentinel", "add_agent"]
+    assert result["menu_options"] == [
+        "telemetry",
+        "policy",
+        "sentinel",
+        "add_agent",
+        "restore",
+    ]
 
 
 async def test_policy_step_skips_the_station_choice_with_one_station(

@@ -25,29 +25,53 @@ def _is_soc_key(key: str) -> bool:
     return leaf.endswith(_SOC_SUFFIXES) and "max" not in leaf.lower() and "min" not in leaf.lower()
 
 
+# Field names repeat in every message: classify each once.
+_SOC_KEYS: dict[str, bool] = {}
+_MAX_ABS_FLOAT = MAX_ABS_WATTS * 1000
+
+
+def _soc_key(key: str) -> bool:
+    known = _SOC_KEYS.get(key)
+    if known is None:
+        if len(_SOC_KEYS) > 10_000:  # names come from devices: bound the cache
+            _SOC_KEYS.clear()
+        known = _SOC_KEYS[key] = _is_soc_key(key)
+    return known
+
+
 def plausible_fields(fields: Mapping[str, Any]) -> tuple[dict[str, Any], int]:
     """Fields that can be real, and how many were dropped.
 
     NaN/inf and percentages outside 0..100 only come from misread bytes (a
     wrong XOR key, a field read from another message).
     """
-    kept: dict[str, Any] = {}
+    kept = dict(fields)
     dropped = 0
     for key, value in fields.items():
-        if isinstance(value, float) and (
-            not math.isfinite(value) or abs(value) > MAX_ABS_WATTS * 1000
+        kind = type(value)
+        if kind is int:
+            # Most fields are small counts and flags: nothing to check.
+            if 0 <= value <= 100 or not _soc_key(key):
+                continue
+        elif kind is float:
+            # NaN fails both comparisons, so it goes with the infinities.
+            if -_MAX_ABS_FLOAT <= value <= _MAX_ABS_FLOAT and (
+                0 <= value <= 100 or not _soc_key(key)
+            ):
+                continue
+        elif (
+            kind is bool
+            or not isinstance(value, int | float)
+            or (
+                # An int or float subclass: same rules as above.
+                math.isfinite(value)
+                and abs(value) <= _MAX_ABS_FLOAT
+                and (0 <= value <= 100 or not _soc_key(key))
+            )
         ):
-            dropped += 1
             continue
-        if (
-            _is_soc_key(key)
-            and isinstance(value, int | float)
-            and not isinstance(value, bool)
-            and not 0 <= value <= 100
-        ):
-            dropped += 1
-            continue
-        kept[key] = value
+        del kept[key]
+        dropped += 1
     return kept, dropped
 
 

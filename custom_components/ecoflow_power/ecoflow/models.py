@@ -28,34 +28,58 @@ class ModelInfo:
     name: str
     family: DeviceFamily
     encoding: Encoding
+    # Rated battery energy of the unit itself (no extra batteries), Wh; None
+    # where the product has no battery of its own or the model is unknown.
+    capacity_wh: float | None = None
 
 
 _PB = Encoding.PROTOBUF
 _JS = Encoding.JSON
+
+# Rated capacities from EcoFlow's public product specifications (ecoflow.com
+# spec pages; the same figures the product names and manuals state). The JSON
+# captures confirm them through the BMS design capacity times the pack's
+# nominal voltage: Delta 2 20000 mAh x 51.2 V = 1024 Wh (js01), River 2 Max
+# 20000 mAh x 25.6 V = 512 Wh (js03), River 2 Pro 40000 mAh x 19.2 V = 768 Wh
+# (js04), Delta 2 Max 40000 mAh x 51.2 V = 2048 Wh (js05, js06), Delta Pro
+# 80000 mAh x 45 V = 3600 Wh (js02). The PowerStream is an inverter: its
+# battery is whatever is attached.
+_RIVER3 = ModelInfo("River 3", DeviceFamily.RIVER3, _PB, 245.0)
+_RIVER3_PLUS = ModelInfo("River 3 Plus", DeviceFamily.RIVER3, _PB, 286.0)
+_DELTA3 = ModelInfo("Delta 3", DeviceFamily.DELTA3, _PB, 1024.0)
+_DELTA3_PLUS = ModelInfo("Delta 3 Plus", DeviceFamily.DELTA3, _PB, 1024.0)
+_DELTA_PRO3 = ModelInfo("Delta Pro 3", DeviceFamily.DELTA_PRO_3, _PB, 4096.0)
+_POWERSTREAM = ModelInfo("PowerStream", DeviceFamily.POWERSTREAM, _PB)
+_DELTA2 = ModelInfo("Delta 2", DeviceFamily.DELTA2, _JS, 1024.0)
+_DELTA2_MAX = ModelInfo("Delta 2 Max", DeviceFamily.DELTA2, _JS, 2048.0)
+_RIVER2_PRO = ModelInfo("River 2 Pro", DeviceFamily.RIVER2, _JS, 768.0)
+_RIVER2_MAX = ModelInfo("River 2 Max", DeviceFamily.RIVER2, _JS, 512.0)
+_RIVER2 = ModelInfo("River 2", DeviceFamily.RIVER2, _JS, 256.0)
+_DELTA_PRO = ModelInfo("Delta Pro", DeviceFamily.DELTA_PRO, _JS, 3600.0)
 
 # Serial prefixes. Sources: the captures (R651 River 3 in pb01, R631 River 3 Plus
 # in pb02, P231 Delta 3 in pb04, P351 pack serial of the Delta 3 Plus in pb03,
 # MR51 Delta Pro 3 in pb05, HW51 PowerStream in pb06/js08, R351 Delta 2 Max in
 # js06, R621 River 2 Pro in js04, DCEBZ Delta Pro in js02) and the project brief.
 _SERIAL_PREFIXES: tuple[tuple[str, ModelInfo], ...] = (
-    ("R651", ModelInfo("River 3", DeviceFamily.RIVER3, _PB)),
-    ("R653", ModelInfo("River 3", DeviceFamily.RIVER3, _PB)),
-    ("R654", ModelInfo("River 3", DeviceFamily.RIVER3, _PB)),
-    ("R655", ModelInfo("River 3", DeviceFamily.RIVER3, _PB)),
-    ("R631", ModelInfo("River 3 Plus", DeviceFamily.RIVER3, _PB)),
-    ("R634", ModelInfo("River 3 Plus", DeviceFamily.RIVER3, _PB)),
-    ("R635", ModelInfo("River 3 Plus", DeviceFamily.RIVER3, _PB)),
-    ("P231", ModelInfo("Delta 3", DeviceFamily.DELTA3, _PB)),
-    ("P351", ModelInfo("Delta 3 Plus", DeviceFamily.DELTA3, _PB)),
-    ("MR51", ModelInfo("Delta Pro 3", DeviceFamily.DELTA_PRO_3, _PB)),
-    ("HW51", ModelInfo("PowerStream", DeviceFamily.POWERSTREAM, _PB)),
-    ("R331", ModelInfo("Delta 2", DeviceFamily.DELTA2, _JS)),
-    ("R351", ModelInfo("Delta 2 Max", DeviceFamily.DELTA2, _JS)),
-    ("R621", ModelInfo("River 2 Pro", DeviceFamily.RIVER2, _JS)),
-    ("R611", ModelInfo("River 2 Max", DeviceFamily.RIVER2, _JS)),
-    ("R601", ModelInfo("River 2", DeviceFamily.RIVER2, _JS)),
-    ("DCABZ", ModelInfo("Delta Pro", DeviceFamily.DELTA_PRO, _JS)),
-    ("DCEBZ", ModelInfo("Delta Pro", DeviceFamily.DELTA_PRO, _JS)),
+    ("R651", _RIVER3),
+    ("R653", _RIVER3),
+    ("R654", _RIVER3),
+    ("R655", _RIVER3),
+    ("R631", _RIVER3_PLUS),
+    ("R634", _RIVER3_PLUS),
+    ("R635", _RIVER3_PLUS),
+    ("P231", _DELTA3),
+    ("P351", _DELTA3_PLUS),
+    ("MR51", _DELTA_PRO3),
+    ("HW51", _POWERSTREAM),
+    ("R331", _DELTA2),
+    ("R351", _DELTA2_MAX),
+    ("R621", _RIVER2_PRO),
+    ("R611", _RIVER2_MAX),
+    ("R601", _RIVER2),
+    ("DCABZ", _DELTA_PRO),
+    ("DCEBZ", _DELTA_PRO),
 )
 
 # Product names as the device list reports them, compared after normalising
@@ -64,18 +88,18 @@ _SERIAL_PREFIXES: tuple[tuple[str, ModelInfo], ...] = (
 _PRODUCT_NAMES: tuple[tuple[str, ModelInfo], ...] = tuple(
     sorted(
         (
-            ("river 3 plus", ModelInfo("River 3 Plus", DeviceFamily.RIVER3, _PB)),
-            ("river 3", ModelInfo("River 3", DeviceFamily.RIVER3, _PB)),
-            ("delta 3 plus", ModelInfo("Delta 3 Plus", DeviceFamily.DELTA3, _PB)),
-            ("delta 3", ModelInfo("Delta 3", DeviceFamily.DELTA3, _PB)),
-            ("delta pro 3", ModelInfo("Delta Pro 3", DeviceFamily.DELTA_PRO_3, _PB)),
-            ("powerstream", ModelInfo("PowerStream", DeviceFamily.POWERSTREAM, _PB)),
-            ("delta 2 max", ModelInfo("Delta 2 Max", DeviceFamily.DELTA2, _JS)),
-            ("delta 2", ModelInfo("Delta 2", DeviceFamily.DELTA2, _JS)),
-            ("river 2 pro", ModelInfo("River 2 Pro", DeviceFamily.RIVER2, _JS)),
-            ("river 2 max", ModelInfo("River 2 Max", DeviceFamily.RIVER2, _JS)),
-            ("river 2", ModelInfo("River 2", DeviceFamily.RIVER2, _JS)),
-            ("delta pro", ModelInfo("Delta Pro", DeviceFamily.DELTA_PRO, _JS)),
+            ("river 3 plus", _RIVER3_PLUS),
+            ("river 3", _RIVER3),
+            ("delta 3 plus", _DELTA3_PLUS),
+            ("delta 3", _DELTA3),
+            ("delta pro 3", _DELTA_PRO3),
+            ("powerstream", _POWERSTREAM),
+            ("delta 2 max", _DELTA2_MAX),
+            ("delta 2", _DELTA2),
+            ("river 2 pro", _RIVER2_PRO),
+            ("river 2 max", _RIVER2_MAX),
+            ("river 2", _RIVER2),
+            ("delta pro", _DELTA_PRO),
         ),
         key=lambda item: -len(item[0]),
     )

@@ -9,13 +9,15 @@ tracker can filter glitches and the grid logic can explain itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 import math
 import re
 from typing import Any
 
 from . import grid
+from .battery import capacity, set_packs, station_limits
 from .models import DeviceFamily, Encoding, ModelInfo
+from .readings import Normalized, RawFields, Reading, rounded
 from .state import ChargeState
 
 # 5939 (98 h 59 min) and 5999 (99 h 59 min) mean "not applicable"; the display
@@ -24,70 +26,6 @@ from .state import ChargeState
 REMAIN_SENTINELS = frozenset({5939, 5999})
 MAX_REMAIN_MIN = 5999
 IDLE_WATTS = 10.0
-
-
-_AS_READ: Any = object()
-
-
-@dataclass(frozen=True, slots=True)
-class Reading:
-    value: Any
-    source: str  # raw field key
-    seen_at: float
-
-
-@dataclass(slots=True)
-class Normalized:
-    values: dict[str, Any] = field(default_factory=dict)  # PowerState field -> value
-    seen: dict[str, float] = field(default_factory=dict)  # PowerState field -> time
-    sources: dict[str, str] = field(default_factory=dict)  # PowerState field -> raw key
-    soc_readings: list[Reading] = field(default_factory=list)  # every SoC-like value
-    grid_signals: list[grid.GridSignal] = field(default_factory=list)
-
-    def put(self, name: str, reading: Reading | None, value: Any = _AS_READ) -> None:
-        """Record a quantity, its source and time; `value` overrides the raw value."""
-        if reading is None:
-            return
-        self.values[name] = reading.value if value is _AS_READ else value
-        self.seen[name] = reading.seen_at
-        self.sources[name] = reading.source
-
-
-class _Raw:
-    """Typed, timestamped access to the merged raw fields."""
-
-    __slots__ = ("fields", "seen")
-
-    def __init__(self, fields: Mapping[str, Any], seen: Mapping[str, float]) -> None:
-        self.fields = fields
-        self.seen = seen
-
-    def number(self, key: str) -> Reading | None:
-        value = self.fields.get(key)
-        # bool is an int subclass; a flag is not a quantity.
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return None
-        if isinstance(value, float) and not math.isfinite(value):
-            return None
-        return Reading(value, key, self.seen.get(key, 0.0))
-
-    def freshest(self, *keys: str) -> Reading | None:
-        """Newest of several sources; on a tie the earlier key (higher priority) wins."""
-        best: Reading | None = None
-        for key in keys:
-            reading = self.number(key)
-            if reading is not None and (best is None or reading.seen_at > best.seen_at):
-                best = reading
-        return best
-
-    def scaled(self, reading: Reading | None, factor: float) -> Reading | None:
-        if reading is None:
-            return None
-        return Reading(reading.value * factor, reading.source, reading.seen_at)
-
-
-def _round(value: float, digits: int = 2) -> float:
-    return round(float(value), digits)
 
 
 def remaining_minutes(value: float | None) -> int | None:
@@ -122,30 +60,9 @@ def _charge_state_from_watts(battery_w: float | None) -> ChargeState | None:
     return ChargeState.IDLE
 
 
-def _set_packs(out: Normalized, packs: Mapping[int, list[Reading]], screen: Reading | None) -> None:
-    """soc_modules per pack, soc_min = weakest pack (the conservative figure)."""
-    chosen: dict[int, Reading] = {}
-    for index, readings in packs.items():
-        if not readings:
-            continue
-        newest = max(reading.seen_at for reading in readings)
-        # Same moment, two figures for one pack (98.78 vs 98.61 in pb03): take the lower.
-        chosen[index] = min(
-            (r for r in readings if r.seen_at == newest), key=lambda r: float(r.value)
-        )
-    out.soc_readings.extend(r for readings in packs.values() for r in readings)
-    if chosen:
-        ordered = [chosen[index] for index in sorted(chosen)]
-        out.values["soc_modules"] = tuple(_round(r.value) for r in ordered)
-        weakest = min(ordered, key=lambda r: float(r.value))
-        out.put("soc_min", weakest, _round(weakest.value))
-        out.seen["soc_modules"] = max(r.seen_at for r in ordered)
-    elif screen is not None:
-        # No per-pack figure (a CMS heartbeat alone): the screen figure is all there is.
-        out.put("soc_min", screen, _round(screen.value))
-
-
-def _energy(out: Normalized, raw: _Raw, table: Mapping[str, tuple[str, ...]], scale: float) -> None:
+def _energy(
+    out: Normalized, raw: RawFields, table: Mapping[str, tuple[str, ...]], scale: float
+) -> None:
     energy: dict[str, float] = {}
     newest = 0.0
     for name, keys in table.items():
@@ -167,35 +84,42 @@ def _energy(out: Normalized, raw: _Raw, table: Mapping[str, tuple[str, ...]], sc
 _BMS_PACK_KEY = re.compile(r"^bms\.(\d+)\.(f32_show_soc|soc)$")
 
 
-def _protobuf_station(raw: _Raw, out: Normalized) -> None:
+def _pack_energy_name(key: str) -> str | None:
+    if key.startswith("bms.") and key.endswith(".accu_chg_energy"):
+        return "battery_in"
+    if key.startswith("bms.") and key.endswith(".accu_dsg_energy"):
+        return "battery_out"
+    return None
+
+
+def _protobuf_station(raw: RawFields, out: Normalized) -> None:
     screen = raw.freshest("display.cms_batt_soc", "cms.f32_lcd_show_soc", "cms.lcd_show_soc")
-    out.put("soc", screen, None if screen is None else _round(screen.value))
+    out.put("soc", screen, None if screen is None else rounded(screen.value))
     for key in ("display.cms_batt_soc", "cms.f32_lcd_show_soc", "cms.lcd_show_soc"):
         if (reading := raw.number(key)) is not None:
             out.soc_readings.append(reading)
 
     packs: dict[int, list[Reading]] = {}
-    for key in raw.fields:
-        match = _BMS_PACK_KEY.match(key)
-        if match and (reading := raw.number(key)) is not None:
+    for key, match in raw.keyed("bms_pack", _BMS_PACK_KEY.match):
+        if (reading := raw.number(key)) is not None:
             packs.setdefault(int(match.group(1)), []).append(reading)
     if (main := raw.number("display.bms_batt_soc")) is not None:
         packs.setdefault(0, []).append(main)
-    _set_packs(out, packs, screen)
+    set_packs(out, raw, packs, screen, raw.fields.get("cms.bms_is_connt"))
 
     ac_in_w = raw.number("display.pow_get_ac_in")
     ac_in_v = raw.number("runtime.plug_in_info_ac_in_vol")
     battery = raw.number("display.pow_get_bms")
-    out.put("ac_in_w", ac_in_w, None if ac_in_w is None else _round(ac_in_w.value))
-    out.put("ac_in_v", ac_in_v, None if ac_in_v is None else _round(ac_in_v.value, 1))
+    out.put("ac_in_w", ac_in_w, None if ac_in_w is None else rounded(ac_in_w.value))
+    out.put("ac_in_v", ac_in_v, None if ac_in_v is None else rounded(ac_in_v.value, 1))
     for name, key in (
         ("watts_in", "display.pow_in_sum_w"),
         ("watts_out", "display.pow_out_sum_w"),
         ("solar_w", "display.pow_get_pv"),
     ):
         reading = raw.number(key)
-        out.put(name, reading, None if reading is None else _round(reading.value))
-    out.put("battery_w", battery, None if battery is None else _round(battery.value))
+        out.put(name, reading, None if reading is None else rounded(reading.value))
+    out.put("battery_w", battery, None if battery is None else rounded(battery.value))
 
     code = raw.freshest("display.cms_chg_dsg_state", "cms.sys_chg_dsg_state")
     state = _charge_state_from_code(code.value) if code else None
@@ -212,11 +136,8 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     out.put("remaining_charge_min", chg, remaining_minutes(chg.value) if chg and charging else None)
 
     packs_energy: dict[str, tuple[str, ...]] = {"battery_in": (), "battery_out": ()}
-    for key in raw.fields:
-        if key.startswith("bms.") and key.endswith(".accu_chg_energy"):
-            packs_energy["battery_in"] += (key,)
-        elif key.startswith("bms.") and key.endswith(".accu_dsg_energy"):
-            packs_energy["battery_out"] += (key,)
+    for key, name in raw.keyed("bms_energy", _pack_energy_name):
+        packs_energy[name] += (key,)
     _energy(out, raw, packs_energy, 0.001)  # Wh
 
     firmware = raw.number("runtime.pd_firm_ver")
@@ -236,6 +157,9 @@ def _protobuf_station(raw: _Raw, out: Normalized) -> None:
     if (flag := raw.number("display.plug_in_info_ac_charger_flag")) is not None:
         signals.append(grid.charger_flag_signal(int(flag.value), flag.seen_at))
     _discharge_evidence(out)
+    station_limits(
+        out, raw, "cms.min_dsg_soc", "display.energy_backup_start_soc", "display.energy_backup_en"
+    )
 
 
 def _discharge_evidence(out: Normalized) -> None:
@@ -253,15 +177,15 @@ def _discharge_evidence(out: Normalized) -> None:
 # --- PowerStream (protobuf heartbeat "ps.*" and Open API "20_1.*") ----------
 
 
-def _powerstream(raw: _Raw, out: Normalized) -> None:
+def _powerstream(raw: RawFields, out: Normalized) -> None:
     def pick(proto_key: str, json_key: str) -> Reading | None:
         return raw.freshest(f"ps.{proto_key}", f"20_1.{json_key}")
 
     soc = pick("bat_soc", "batSoc")
-    out.put("soc", soc, None if soc is None else _round(soc.value))
+    out.put("soc", soc, None if soc is None else rounded(soc.value))
     if soc is not None:
         out.soc_readings.append(soc)
-    _set_packs(out, {0: [soc]} if soc is not None else {}, soc)
+    set_packs(out, raw, {0: [soc]} if soc is not None else {}, soc)
 
     # Watts arrive in 0.1 W.
     pv1 = raw.scaled(pick("pv1_input_watts", "pv1InputWatts"), 0.1)
@@ -269,13 +193,13 @@ def _powerstream(raw: _Raw, out: Normalized) -> None:
     if pv1 is not None or pv2 is not None:
         parts = [r for r in (pv1, pv2) if r is not None]
         solar = Reading(sum(r.value for r in parts), parts[0].source, max(r.seen_at for r in parts))
-        out.put("solar_w", solar, _round(solar.value))
-        out.put("watts_in", solar, _round(solar.value))
+        out.put("solar_w", solar, rounded(solar.value))
+        out.put("watts_in", solar, rounded(solar.value))
     # bat_input_watts is power taken from the battery: negative while charging.
     battery = raw.scaled(pick("bat_input_watts", "batInputWatts"), -0.1)
-    out.put("battery_w", battery, None if battery is None else _round(battery.value) + 0.0)
+    out.put("battery_w", battery, None if battery is None else rounded(battery.value) + 0.0)
     output = raw.scaled(pick("inv_output_watts", "invOutputWatts"), 0.1)
-    out.put("watts_out", output, None if output is None else _round(output.value))
+    out.put("watts_out", output, None if output is None else rounded(output.value))
 
     dsg = pick("dsg_remain_time", "dsgRemainTime")
     chg = pick("chg_remain_time", "chgRemainTime")
@@ -286,7 +210,7 @@ def _powerstream(raw: _Raw, out: Normalized) -> None:
 
     volts = raw.scaled(pick("inv_op_volt", "invOpVolt"), 0.1)
     if volts is not None:
-        out.put("ac_in_v", volts, _round(volts.value, 1))
+        out.put("ac_in_v", volts, rounded(volts.value, 1))
         # The inverter synchronises to the grid; this is the grid voltage.
         # Zero is only a moderate hint: the heartbeat's behaviour during an
         # outage has not been captured.
@@ -309,6 +233,7 @@ class _JsonLayout:
     main_pack: tuple[str, ...]
     slave_group: re.Pattern[str]  # group(1) = pack number (empty for an unnumbered slave)
     connected: str | None  # list of per-pack connection states, main first
+    discharge_limit: str
     dsg_remain: tuple[str, ...]
     chg_remain: tuple[str, ...]
     solar: tuple[tuple[str, float], ...]  # key, factor to W
@@ -319,6 +244,7 @@ _DELTA2_LAYOUT = _JsonLayout(
     main_pack=("bms_bmsStatus.f32ShowSoc", "bms_bmsStatus.soc", "pd.soc"),
     slave_group=re.compile(r"^bms_slave(?:_bmsSlaveStatus_(\d+))?\.(f32ShowSoc|soc)$"),
     connected="bms_emsStatus.bmsIsConnt",
+    discharge_limit="bms_emsStatus.minDsgSoc",
     dsg_remain=("bms_emsStatus.dsgRemainTime",),
     chg_remain=("bms_emsStatus.chgRemainTime",),
     solar=(("mppt.inWatts", 1.0), ("mppt.pv2InWatts", 1.0)),
@@ -328,6 +254,7 @@ _DELTA_PRO_LAYOUT = _JsonLayout(
     main_pack=("bmsMaster.f32ShowSoc", "bmsMaster.soc", "pd.soc"),
     slave_group=re.compile(r"^bmsSlave(\d+)\.(f32ShowSoc|soc)$"),
     connected="ems.bmsIsConnt",
+    discharge_limit="ems.minDsgSoc",
     dsg_remain=("ems.dsgRemainTime",),
     chg_remain=("ems.chgRemainTime",),
     # Delta Pro reports solar in 0.1 W (js02: 2340 with 233 W total input).
@@ -343,9 +270,9 @@ _JSON_ENERGY: dict[str, tuple[str, ...]] = {
 }
 
 
-def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
+def _json_station(raw: RawFields, out: Normalized, layout: _JsonLayout) -> None:
     screen = raw.freshest(*layout.screen_soc)
-    out.put("soc", screen, None if screen is None else _round(screen.value))
+    out.put("soc", screen, None if screen is None else rounded(screen.value))
     for key in layout.screen_soc:
         if (reading := raw.number(key)) is not None:
             out.soc_readings.append(reading)
@@ -353,26 +280,23 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     connected = raw.fields.get(layout.connected) if layout.connected else None
     packs: dict[int, list[Reading]] = {}
     packs[0] = [r for key in layout.main_pack if (r := raw.number(key)) is not None]
-    for key in raw.fields:
-        match = layout.slave_group.match(key)
-        if not match:
-            continue
+    for key, match in raw.keyed(layout.slave_group.pattern, layout.slave_group.match):
         index = int(match.group(1) or 1)
         # bmsIsConnt[i] == 0: slot i has no pack; its last values may linger.
         if isinstance(connected, list | tuple) and index < len(connected) and connected[index] == 0:
             continue
         if (reading := raw.number(key)) is not None:
             packs.setdefault(index, []).append(reading)
-    _set_packs(out, packs, screen)
+    set_packs(out, raw, packs, screen)
 
     ac_in_w = raw.number("inv.inputWatts")
-    out.put("ac_in_w", ac_in_w, None if ac_in_w is None else _round(ac_in_w.value))
+    out.put("ac_in_w", ac_in_w, None if ac_in_w is None else rounded(ac_in_w.value))
     ac_in_v = raw.scaled(raw.number("inv.acInVol"), 0.001)  # mV
-    out.put("ac_in_v", ac_in_v, None if ac_in_v is None else _round(ac_in_v.value, 1))
+    out.put("ac_in_v", ac_in_v, None if ac_in_v is None else rounded(ac_in_v.value, 1))
     watts_in = raw.number("pd.wattsInSum")
     watts_out = raw.number("pd.wattsOutSum")
-    out.put("watts_in", watts_in, None if watts_in is None else _round(watts_in.value))
-    out.put("watts_out", watts_out, None if watts_out is None else _round(watts_out.value))
+    out.put("watts_in", watts_in, None if watts_in is None else rounded(watts_in.value))
+    out.put("watts_out", watts_out, None if watts_out is None else rounded(watts_out.value))
     solar_parts = [
         Reading(r.value * factor, r.source, r.seen_at)
         for key, factor in layout.solar
@@ -381,7 +305,7 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     if solar_parts:
         total = sum(r.value for r in solar_parts)
         newest = max(solar_parts, key=lambda r: r.seen_at)
-        out.put("solar_w", newest, _round(total))
+        out.put("solar_w", newest, rounded(total))
 
     # Battery power as the energy balance: per-pack BMS watts read 0 while the
     # Delta 2 in js01 clearly discharges 344 W (pd.remainTime -132).
@@ -391,7 +315,7 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
             "pd.wattsInSum-pd.wattsOutSum",
             max(watts_in.seen_at, watts_out.seen_at),
         )
-        out.put("battery_w", balance, _round(balance.value))
+        out.put("battery_w", balance, rounded(balance.value))
         out.put("charge_state", balance, _charge_state_from_watts(balance.value))
 
     # pd.remainTime is signed: + minutes to full, - minutes to empty.
@@ -438,18 +362,19 @@ def _json_station(raw: _Raw, out: Normalized, layout: _JsonLayout) -> None:
     if ac_in_w is not None:
         out.grid_signals.append(grid.ac_watts_signal("ac_in_w", ac_in_w.value, ac_in_w.seen_at))
     _discharge_evidence(out)
+    station_limits(out, raw, layout.discharge_limit, "pd.bpPowerSoc", "pd.watchIsConfig")
 
 
-def _json_generic(raw: _Raw, out: Normalized) -> None:
+def _json_generic(raw: RawFields, out: Normalized) -> None:
     # Unknown JSON device: try the Delta 2 names first, the Delta Pro names if absent.
-    if any(key.startswith(("ems.", "bmsMaster.")) for key in raw.fields):
+    if raw.has_prefix(("ems.", "bmsMaster.")):
         _json_station(raw, out, _DELTA_PRO_LAYOUT)
     else:
         _json_station(raw, out, _DELTA2_LAYOUT)
 
 
-def _protobuf_generic(raw: _Raw, out: Normalized) -> None:
-    if any(key.startswith(("ps.", "20_1.")) for key in raw.fields):
+def _protobuf_generic(raw: RawFields, out: Normalized) -> None:
+    if raw.has_prefix(("ps.", "20_1.")):
         _powerstream(raw, out)
     else:
         _protobuf_station(raw, out)
@@ -457,7 +382,7 @@ def _protobuf_generic(raw: _Raw, out: Normalized) -> None:
 
 _PROTOBUF_PREFIXES = ("display.", "cms.", "bms.", "runtime.", "ps.")
 
-_Normalizer = Callable[[_Raw, Normalized], None]
+_Normalizer = Callable[[RawFields, Normalized], None]
 
 _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
     DeviceFamily.RIVER3: _protobuf_station,
@@ -470,19 +395,42 @@ _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
 }
 
 
-def normalize(fields: Mapping[str, Any], seen: Mapping[str, float], model: ModelInfo) -> Normalized:
-    """Normalized values from merged raw fields (`seen`: when each field last arrived)."""
+def normalize(
+    fields: Mapping[str, Any],
+    seen: Mapping[str, float],
+    model: ModelInfo,
+    *,
+    index: dict[str, list[tuple[str, Any]]] | None = None,
+    now: float | None = None,
+    soc_max_age: float = math.inf,
+    pack_silent_after: float = math.inf,
+) -> Normalized:
+    """Normalized values from merged raw fields (`seen`: when each field last arrived).
+
+    `index`: a dict the caller keeps while the set of field names is unchanged
+    (see `RawFields.keyed`); it is filled on first use. soc_min ignores readings
+    older than `soc_max_age` at `now`, and packs that have not reported for
+    `pack_silent_after` while another pack did (no bound by default).
+    """
     out = Normalized()
-    raw = _Raw(fields, seen)
+    raw = RawFields(
+        fields,
+        seen,
+        index,
+        now=math.inf if now is None else now,
+        soc_max_age=soc_max_age,
+        pack_silent_after=pack_silent_after,
+    )
     normalizer = _BY_FAMILY.get(model.family)
     if normalizer is None:
         # Unknown family: the field names tell which layout the device speaks.
-        protobuf_keys = any(key.startswith(_PROTOBUF_PREFIXES) for key in fields)
+        protobuf_keys = raw.has_prefix(_PROTOBUF_PREFIXES)
         if protobuf_keys or (model.encoding is Encoding.PROTOBUF and not fields):
             normalizer = _protobuf_generic
-        elif any(key.startswith("20_1.") for key in fields):
+        elif raw.has_prefix(("20_1.",)):
             normalizer = _powerstream
         else:
             normalizer = _json_generic
     normalizer(raw, out)
+    capacity(out, raw, model)
     return out

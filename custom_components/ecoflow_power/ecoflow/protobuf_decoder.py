@@ -68,16 +68,34 @@ def is_known_type(frame: Frame, family: DeviceFamily) -> bool:
     return (frame.cmd_func, frame.cmd_id) in _routes_for(family, frame)
 
 
+_SCALAR, _REPEATED, _NESTED = 0, 1, 2
+# How to flatten each field, by descriptor (a few dozen, fixed by the schema).
+_FIELD_KIND: dict[Any, int] = {}
+
+
+def _field_kind(descriptor: Any) -> int:
+    kind = _FIELD_KIND.get(descriptor)
+    if kind is None:
+        if _is_repeated(descriptor):
+            kind = _REPEATED
+        elif descriptor.message_type is not None:
+            kind = _NESTED
+        else:
+            kind = _SCALAR
+        _FIELD_KIND[descriptor] = kind
+    return kind
+
+
 def _flatten(message: Message, prefix: str, out: dict[str, Any]) -> None:
     for descriptor, value in message.ListFields():
-        key = prefix + descriptor.name
-        if descriptor.message_type is not None and not _is_repeated(descriptor):
+        kind = _field_kind(descriptor)
+        if kind == _SCALAR:
+            out[prefix + descriptor.name] = value
+        elif kind == _NESTED:
             # CMS heartbeat nests v1p0/v1p3; their field names do not collide.
             _flatten(value, prefix, out)
-        elif _is_repeated(descriptor):
-            out[key] = tuple(value)
         else:
-            out[key] = value
+            out[prefix + descriptor.name] = tuple(value)
 
 
 def _is_repeated(descriptor: Any) -> bool:

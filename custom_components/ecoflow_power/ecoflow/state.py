@@ -65,8 +65,17 @@ class PowerState:
     energy_kwh: Mapping[str, float] = field(default=_EMPTY)
     firmware: str | None = None
     online: bool | None = None
-    updated_at: float | None = None
+    updated_at: float | None = None  # newest accepted message, fresh or not
     seen_at: Mapping[str, float] = field(default=_EMPTY)
+    # Usable energy of the unit (models.py ModelInfo.capacity_wh, derated by
+    # the pack health the station reports), Wh.
+    capacity_wh: float | None = None
+    # The station's own cut-offs, %: below them it stops supplying.
+    discharge_limit_pct: float | None = None
+    backup_reserve_pct: float | None = None  # None while the reserve is off
+    # Newest *fresh* evidence: not an offline reply, not a cached snapshot
+    # without news (see tracker.py). The time the policy should judge age by.
+    fresh_at: float | None = None
 
     def __post_init__(self) -> None:
         # Callers may hand in plain dicts; freeze them so equal states stay equal.

@@ -7,9 +7,10 @@ from typing import ClassVar as _ClassVar, Optional as _Optional, Union as _Union
 DESCRIPTOR: _descriptor.FileDescriptor
 
 class DisplayPropertyUpload(_message.Message):
-    __slots__ = ("pow_in_sum_w", "pow_out_sum_w", "energy_backup_start_soc", "screen_off_time", "ac_standby_time", "ac_always_on_mini_soc", "xboost_en", "flow_info_ac_in", "pow_get_ac", "pow_get_ac_in", "plug_in_info_ac_in_flag", "plug_in_info_ac_in_feq", "pow_get_bms", "plug_in_info_ac_charger_flag", "plug_in_info_ac_in_chg_pow_max", "bms_batt_soc", "bms_dsg_rem_time", "bms_chg_rem_time", "cms_batt_soc", "cms_dsg_rem_time", "cms_chg_rem_time", "bms_chg_dsg_state", "cms_chg_dsg_state", "pow_get_pv", "pow_get_ac_out")
+    __slots__ = ("pow_in_sum_w", "pow_out_sum_w", "energy_backup_en", "energy_backup_start_soc", "screen_off_time", "ac_standby_time", "ac_always_on_mini_soc", "xboost_en", "flow_info_ac_in", "pow_get_ac", "pow_get_ac_in", "plug_in_info_ac_in_flag", "plug_in_info_ac_in_feq", "pow_get_bms", "plug_in_info_ac_charger_flag", "plug_in_info_ac_in_chg_pow_max", "bms_batt_soc", "bms_dsg_rem_time", "bms_chg_rem_time", "cms_batt_soc", "cms_dsg_rem_time", "cms_chg_rem_time", "bms_chg_dsg_state", "cms_chg_dsg_state", "pow_get_pv", "pow_get_ac_out")
     POW_IN_SUM_W_FIELD_NUMBER: _ClassVar[int]
     POW_OUT_SUM_W_FIELD_NUMBER: _ClassVar[int]
+    ENERGY_BACKUP_EN_FIELD_NUMBER: _ClassVar[int]
     ENERGY_BACKUP_START_SOC_FIELD_NUMBER: _ClassVar[int]
     SCREEN_OFF_TIME_FIELD_NUMBER: _ClassVar[int]
     AC_STANDBY_TIME_FIELD_NUMBER: _ClassVar[int]
@@ -35,6 +36,7 @@ class DisplayPropertyUpload(_message.Message):
     POW_GET_AC_OUT_FIELD_NUMBER: _ClassVar[int]
     pow_in_sum_w: float
     pow_out_sum_w: float
+    energy_backup_en: int
     energy_backup_start_soc: int
     screen_off_time: int
     ac_standby_time: int
@@ -58,7 +60,7 @@ class DisplayPropertyUpload(_message.Message):
     cms_chg_dsg_state: int
     pow_get_pv: float
     pow_get_ac_out: float
-    def __init__(self, pow_in_sum_w: _Optional[float] = ..., pow_out_sum_w: _Optional[float] = ..., energy_backup_start_soc: _Optional[int] = ..., screen_off_time: _Optional[int] = ..., ac_standby_time: _Optional[int] = ..., ac_always_on_mini_soc: _Optional[int] = ..., xboost_en: _Optional[int] = ..., flow_info_ac_in: _Optional[int] = ..., pow_get_ac: _Optional[float] = ..., pow_get_ac_in: _Optional[float] = ..., plug_in_info_ac_in_flag: _Optional[int] = ..., plug_in_info_ac_in_feq: _Optional[int] = ..., pow_get_bms: _Optional[float] = ..., plug_in_info_ac_charger_flag: _Optional[int] = ..., plug_in_info_ac_in_chg_pow_max: _Optional[int] = ..., bms_batt_soc: _Optional[float] = ..., bms_dsg_rem_time: _Optional[int] = ..., bms_chg_rem_time: _Optional[int] = ..., cms_batt_soc: _Optional[float] = ..., cms_dsg_rem_time: _Optional[int] = ..., cms_chg_rem_time: _Optional[int] = ..., bms_chg_dsg_state: _Optional[int] = ..., cms_chg_dsg_state: _Optional[int] = ..., pow_get_pv: _Optional[float] = ..., pow_get_ac_out: _Optional[float] = ...) -> None: ...
+    def __init__(self, pow_in_sum_w: _Optional[float] = ..., pow_out_sum_w: _Optional[float] = ..., energy_backup_en: _Optional[int] = ..., energy_backup_start_soc: _Optional[int] = ..., screen_off_time: _Optional[int] = ..., ac_standby_time: _Optional[int] = ..., ac_always_on_mini_soc: _Optional[int] = ..., xboost_en: _Optional[int] = ..., flow_info_ac_in: _Optional[int] = ..., pow_get_ac: _Optional[float] = ..., pow_get_ac_in: _Optional[float] = ..., plug_in_info_ac_in_flag: _Optional[int] = ..., plug_in_info_ac_in_feq: _Optional[int] = ..., pow_get_bms: _Optional[float] = ..., plug_in_info_ac_charger_flag: _Optional[int] = ..., plug_in_info_ac_in_chg_pow_max: _Optional[int] = ..., bms_batt_soc: _Optional[float] = ..., bms_dsg_rem_time: _Optional[int] = ..., bms_chg_rem_time: _Optional[int] = ..., cms_batt_soc: _Optional[float] = ..., cms_dsg_rem_time: _Optional[int] = ..., cms_chg_rem_time: _Optional[int] = ..., bms_chg_dsg_state: _Optional[int] = ..., cms_chg_dsg_state: _Optional[int] = ..., pow_get_pv: _Optional[float] = ..., pow_get_ac_out: _Optional[float] = ...) -> None: ...
 
 class RuntimePropertyUpload(_message.Message):
     __slots__ = ("plug_in_info_ac_out_vol", "plug_in_info_ac_in_vol", "pd_firm_ver", "plug_in_info_ac_in_amp", "bms_batt_vol", "bms_batt_amp")
