@@ -38,13 +38,25 @@ class PolicyActions:
 
         async def _async_publish(self, effect: PublishCommand) -> None: ...
 
+        def _run_effect(self, effect: Effect, sn: str | None) -> None: ...
+
+        def _finish(self, acted: bool) -> None: ...
+
     async def _async_run_service_effects(self, effects: list[Effect], sn: str) -> list[str]:
         """Run a service's effects, awaiting its publishes; raise if one could not go out."""
-        publishes = [e for e in effects if isinstance(e, PublishCommand)]
-        self._run_effects_and_reschedule(
-            [e for e in effects if not isinstance(e, PublishCommand)], sn
-        )
+        # In order, as automatic effects run; only the broker publishes are
+        # awaited (a local agent's command is answered by its router).
+        router = getattr(self, "local_router", None)
         sent: list[str] = []
+        publishes: list[PublishCommand] = []
+        for effect in effects:
+            if not isinstance(effect, PublishCommand):
+                self._run_effect(effect, sn)
+            elif router is not None and router(sn, effect):
+                sent.append(effect.agent_id)
+            else:
+                publishes.append(effect)
+        self._finish(bool(effects))
         failed: dict[str, str] = {}
         for effect in publishes:
             try:

@@ -8,6 +8,7 @@ so a restart resumes a pending shutdown, and routes agent acks and status.
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from dataclasses import asdict
 from datetime import datetime, timedelta
 import logging
@@ -118,6 +119,8 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
         self._tick_unsub: CALLBACK_TYPE | None = None
         self._tick_at: float | None = None
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
+        # Answers commands to `local` agents (NUT clients) instead of MQTT: True = handled.
+        self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
         self.station_repairs = StationRepairs(hass)
         # What the engines were last told about the link, per station.
         self._link: dict[str, tuple[bool, bool | None]] = {}
@@ -362,6 +365,8 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
+            if self.local_router is not None and self.local_router(sn, effect):
+                return
             self.hass.async_create_task(self._async_publish_logged(effect), eager_start=True)
         elif isinstance(effect, EmitEvent):
             self._fire_event(sn, effect.event_type.value, effect.data)
