@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import asdict
-from datetime import datetime, timedelta
+from datetime import datetime
 import logging
 from typing import Any
 
@@ -21,7 +21,6 @@ from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.helpers.event import (
     async_track_point_in_utc_time,
-    async_track_time_interval,
 )
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
@@ -43,8 +42,6 @@ from .issues import (
 )
 from .policy.audit import AuditRecord
 from .policy.effects import (
-    REPAIR_POLICY_BLIND,
-    REPAIR_POLICY_UNPROTECTED,
     Effect,
     EmitEvent,
     PublishCommand,
@@ -63,7 +60,7 @@ from .policy.status import PolicyStatus
 from .policy_actions import PolicyActions
 from .policy_inputs import telemetry_reading
 from .policy_mqtt import PolicyMqtt
-from .policy_repairs import StationRepairs, StationView, local_time
+from .policy_repairs import PROTECTION_ISSUES, rendered
 from .policy_setup import build_engine, load_settings, update_agent_repairs
 from .sentinel import SentinelWatcher, sentinels_from_options
 
@@ -74,9 +71,6 @@ STORAGE_VERSION = 1
 # at most this much (the engine re-sends unacknowledged commands anyway).
 STORAGE_SAVE_DELAY = 1
 AUDIT_LOG_SIZE = 200
-REPAIR_CHECK_INTERVAL = timedelta(seconds=30)
-# Repairs that mean hosts are at risk (or going down on an assumption).
-_PROTECTION_ISSUES = frozenset({REPAIR_POLICY_BLIND, REPAIR_POLICY_UNPROTECTED})
 
 
 class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicyStatus]]):
@@ -121,7 +115,6 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
         # Answers commands to `local` agents (NUT clients) instead of MQTT: True = handled.
         self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
-        self.station_repairs = StationRepairs(hass)
         # What the engines were last told about the link, per station.
         self._link: dict[str, tuple[bool, bool | None]] = {}
 
@@ -173,15 +166,6 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
                 self._handle_telemetry(sn, state)
         self._handle_link(self.telemetry.cloud_connected)
         self._run_effects_and_reschedule([])
-        # Frozen telemetry is silence: nothing else would notice it in time.
-        self._unsubscribers.append(
-            async_track_time_interval(
-                self.hass,
-                self._async_repair_timer,
-                REPAIR_CHECK_INTERVAL,
-                name="ecoflow policy repairs",
-            )
-        )
 
     async def async_stop(self) -> None:
         while self._unsubscribers:
@@ -338,30 +322,6 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             self._store.async_delay_save(self._storage_data, STORAGE_SAVE_DELAY)
         if changed:
             self.async_set_updated_data(statuses)
-        self._update_station_repairs(statuses)
-
-    @callback
-    def _async_repair_timer(self, _now: datetime) -> None:
-        self._update_station_repairs()
-
-    @callback
-    def _update_station_repairs(self, statuses: dict[str, PolicyStatus] | None = None) -> None:
-        statuses = statuses or {sn: engine.status() for sn, engine in self.engines.items()}
-        data = self.telemetry.data or {}
-        self.station_repairs.update(
-            (
-                sn,
-                StationView(
-                    name=self._station_name(sn),
-                    status=status,
-                    state=data.get(sn),
-                    cloud_connected=self.telemetry.cloud_connected,
-                    silent_for=self.telemetry.seconds_since_update(sn),
-                    stale_after_sec=self.telemetry.stale_after_sec,
-                ),
-            )
-            for sn, status in statuses.items()
-        )
 
     def _run_effect(self, effect: Effect, sn: str | None) -> None:
         if isinstance(effect, PublishCommand):
@@ -381,12 +341,12 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             clear_repair(self.hass, issue_id)
             return
         placeholders = {
-            key: _rendered(key, value) for key, value in dict(effect.placeholders or {}).items()
+            key: rendered(key, value) for key, value in dict(effect.placeholders or {}).items()
         }
         placeholders.setdefault("device", self._station_name(sn))
         severity = (
             ir.IssueSeverity.ERROR
-            if effect.issue_id in _PROTECTION_ISSUES
+            if effect.issue_id in PROTECTION_ISSUES
             else ir.IssueSeverity.WARNING
         )
         raise_repair(self.hass, issue_id, effect.issue_id, placeholders, severity=severity)
@@ -491,14 +451,3 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
-
-
-def _rendered(key: str, value: object) -> str:
-    """Engine placeholders are text; times (`*_at`, epoch seconds) become local time."""
-    text = str(value)
-    if key.endswith("_at"):
-        try:
-            return local_time(float(text)) if text else "unknown"
-        except ValueError:
-            return text
-    return text

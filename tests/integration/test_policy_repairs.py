@@ -1,4 +1,4 @@
-"""Repairs that say what the policy sees, in words: blind, unprotected, cut-off, frozen."""
+"""The engine's repairs as Home Assistant shows them: blind in words, frozen telemetry."""
 
 from __future__ import annotations
 
@@ -11,89 +11,21 @@ from homeassistant.helpers import issue_registry as ir
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.ecoflow_power.const import CONF_AGENTS, DOMAIN
-from custom_components.ecoflow_power.ecoflow.state import GridStatus, MessageSource, PowerState
-from custom_components.ecoflow_power.policy.status import AgentView, PolicyState, PolicyStatus
-from custom_components.ecoflow_power.policy_repairs import (
-    ISSUE_TELEMETRY_FROZEN,
-    StationView,
-    desired_repairs,
-    hosts_down_at,
-)
+from custom_components.ecoflow_power.ecoflow.state import MessageSource
+from custom_components.ecoflow_power.policy_repairs import local_time, rendered
 
 from .conftest import DELTA2_SN, make_entry
 from .helpers import feed
 from .test_policy_mqtt import delta2_payload
 
-NOW = 1_790_000_000.0
+
+def test_engine_times_are_shown_in_local_time() -> None:
+    assert rendered("fires_at", "1790000000") == local_time(1_790_000_000)
+    assert rendered("fires_at", "") == "unknown"
+    assert rendered("cutoff", "25") == "25"
 
 
-def _agent(agent_id: str, threshold: float, shutdown_by: float | None = None) -> AgentView:
-    return AgentView(
-        agent_id=agent_id,
-        soc_threshold=threshold,
-        delay_sec=60,
-        pending_fire_at=None,
-        last_command_id=None,
-        last_command_action=None,
-        last_command_at=None,
-        last_ack_status=None,
-        last_ack_at=None,
-        last_ack_detail="",
-        acknowledged=False,
-        committed=False,
-        shutdown_by=shutdown_by,
-    )
-
-
-def _status(state: PolicyState, **kwargs) -> PolicyStatus:
-    values = {
-        "device_id": DELTA2_SN,
-        "state": state,
-        "armed": True,
-        "dry_run": False,
-        "grid": GridStatus.CONNECTED,
-        "soc_min": 80.0,
-        "remaining_discharge_min": None,
-        "telemetry_stale": False,
-        "pending_fire_at": None,
-        "agents": {"nas": _agent("nas", 20)},
-    }
-    return PolicyStatus(**(values | kwargs))
-
-
-def _view(status: PolicyStatus, state: PowerState | None = None, **kwargs) -> StationView:
-    values = {
-        "name": "Rack",
-        "status": status,
-        "state": state,
-        "cloud_connected": True,
-        "silent_for": 5.0,
-        "stale_after_sec": 120.0,
-    }
-    return StationView(**(values | kwargs))
-
-
-def test_hosts_down_at_is_the_earliest_planned_step() -> None:
-    status = _status(
-        PolicyState.BLIND,
-        estimate_at=NOW + 3600,
-        agents={"nas": _agent("nas", 20, shutdown_by=NOW + 1800)},
-    )
-    assert hosts_down_at(status) == NOW + 1800
-    assert hosts_down_at(_status(PolicyState.NORMAL)) is None
-
-
-def test_frozen_telemetry_needs_a_reachable_cloud_and_an_online_station() -> None:
-    online = PowerState(sn=DELTA2_SN, model="Delta 2", online=True)
-    offline = PowerState(sn=DELTA2_SN, model="Delta 2", online=False)
-    status = _status(PolicyState.NORMAL)
-    assert ISSUE_TELEMETRY_FROZEN in desired_repairs(_view(status, online, silent_for=600))
-    assert desired_repairs(_view(status, online, silent_for=60)) == {}
-    assert desired_repairs(_view(status, offline, silent_for=600)) == {}
-    assert desired_repairs(_view(status, online, silent_for=600, cloud_connected=False)) == {}
-
-
-async def test_frozen_telemetry_repair_appears_and_clears_in_home_assistant(
+async def test_frozen_telemetry_is_a_repair_not_an_outage(
     hass: HomeAssistant, mock_client: AsyncMock, fake_session, freezer: FrozenDateTimeFactory
 ) -> None:
     freezer.move_to("2026-11-01T12:00:00+00:00")
@@ -115,7 +47,7 @@ async def test_frozen_telemetry_repair_appears_and_clears_in_home_assistant(
     session = fake_session.instances[-1]
     await feed(hass, session, DELTA2_SN, {"params": {"status": 1}}, MessageSource.STATUS)
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
-    issue_id = f"telemetry_frozen_{DELTA2_SN}"
+    issue_id = f"telemetry_stale_{DELTA2_SN}"
     for _ in range(6):
         freezer.tick(timedelta(seconds=30))
         async_fire_time_changed(hass)
@@ -123,6 +55,9 @@ async def test_frozen_telemetry_repair_appears_and_clears_in_home_assistant(
     issue = ir.async_get(hass).async_get_issue(DOMAIN, issue_id)
     assert issue is not None
     assert issue.translation_placeholders["device"] == "Rack"
+    # Station online, cloud reachable: not an outage, nothing assumed.
+    assert hass.states.get("sensor.rack_shutdown_policy").state == "normal"
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"policy_blind_{DELTA2_SN}") is None
     # Telemetry flows again: the repair goes.
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
