@@ -157,13 +157,18 @@ async def test_flapping_grid_and_soc_glitches_send_nothing(e2e) -> None:
 
 
 async def test_telemetry_stops_on_battery_fail_safe_shutdown(e2e) -> None:
-    station = river3(soc=60)
+    # Real time, a heavy load (12 %/min, ~1.8 kW) at 27 %: the energy estimate
+    # (issue 10) says the threshold is near, so the fail-safe fires at the end
+    # of the stale window. (At a high charge it would wait: test_outages.py.)
+    station = river3(soc=27)
     sn = station.sn
     stale_after = 4
-    env = await e2e(devices=[station], agents={"nas": {}}, stale_after_sec=stale_after)
+    env = await e2e(
+        devices=[station], agents={"nas": {}}, stale_after_sec=stale_after, time_scale=1
+    )
 
-    # On battery, far above the threshold: nothing to do yet.
-    env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 0.2})
+    # On battery, above the threshold: nothing to do yet.
+    env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 12})
     await env.wait_entity(env.grid_entity(sn), "off", within=10)
     await env.wait_entity(env.policy_entity(sn), "on_battery")
     await asyncio.sleep(1)
@@ -177,9 +182,9 @@ async def test_telemetry_stops_on_battery_fail_safe_shutdown(e2e) -> None:
     # the last message may have come a tick before the stall).
     assert shutdown["issued_at"] >= stalled_at + stale_after - 2
     assert shutdown["reason"].startswith("telemetry stale for"), shutdown["reason"]
-    assert shutdown["reason"].endswith("with grid last seen lost"), shutdown["reason"]
+    assert "with grid last seen lost; estimated soc_min" in shutdown["reason"], shutdown["reason"]
     env.assert_signed("nas", shutdown)
-    assert env.standin.device(sn).state.combined_soc > 50  # not a low-battery shutdown
+    assert env.standin.device(sn).state.combined_soc > 20  # not a low-battery shutdown
 
     cid = shutdown["id"]
     await env.wait_ack("nas", cid, "executing")
