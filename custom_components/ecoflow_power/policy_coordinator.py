@@ -31,6 +31,7 @@ from .agents import (
     DiscoveredAgent,
     agent_device_identifier,
     agents_from_options,
+    bindings_for_station,
 )
 from .clock import now_ts
 from .const import CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX, DOMAIN, EVENT_POLICY
@@ -57,6 +58,7 @@ from .policy.protocol import (
     parse_status,
 )
 from .policy.status import PolicyStatus
+from .policy.supply import SupplyBoard
 from .policy_actions import PolicyActions
 from .policy_inputs import telemetry_reading
 from .policy_mqtt import PolicyMqtt
@@ -95,6 +97,8 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
         self.agent_status: dict[str, AgentStatus] = {}
         self.discovered: dict[str, DiscoveredAgent] = {}
         self.engines: dict[str, PolicyEngine] = {}
+        # Lets the owner of a multi-fed agent read the other stations' conditions.
+        self.supply = SupplyBoard()
         self.rejected_messages = 0
         self.mqtt = PolicyMqtt(
             hass,
@@ -141,10 +145,12 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             settings = load_settings(
                 self.hass, self.config_entry.options, sn, self.telemetry.stale_after_sec, name
             )
-            bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
+            bindings = bindings_for_station(self.agents, sn)
             self.engines[sn] = build_engine(
                 self.hass, sn, settings, bindings, stored=engines_data.get(sn), station_name=name
             )
+        for engine in self.engines.values():
+            self.supply.attach(engine)
         update_agent_repairs(
             self.hass,
             self.config_entry.entry_id,
@@ -306,7 +312,13 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
     def _run_effects_and_reschedule(self, effects: list[Effect], sn: str | None = None) -> None:
         for effect in effects:
             self._run_effect(effect, sn)
-        self._finish(bool(effects))
+        acted = bool(effects)
+        # Hosts fed by several stations: an input here may decide for an owner there.
+        for owner in self.supply.dependents(sn) if sn is not None else ():
+            for effect in (owner_effects := self.engines[owner].tick()):
+                self._run_effect(effect, owner)
+            acted = acted or bool(owner_effects)
+        self._finish(acted)
 
     @callback
     def _finish(self, acted: bool) -> None:
