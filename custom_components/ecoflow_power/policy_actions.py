@@ -126,12 +126,12 @@ class PolicyActions:
                 self._pong_waiters.pop(command_id, None)
         result: dict[str, Any] = {}
         for agent_id in agent_ids:
-            future = waiters.get(agent_id)
-            answered = future is not None and future.done() and not future.cancelled()
+            answer = waiters.get(agent_id)
+            answered = answer is not None and answer.done() and not answer.cancelled()
             result[agent_id] = {
                 "answered": answered,
-                "latency_ms": round((future.result() - started) * 1000)
-                if future is not None and answered
+                "latency_ms": round((answer.result() - started) * 1000)
+                if answer is not None and answered
                 else None,
             }
         return result

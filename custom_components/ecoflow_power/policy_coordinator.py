@@ -239,7 +239,7 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
         agent = self.agents.get(agent_id or "")
         if agent is None:
             return
-        ack = parse_ack(message.payload, agent.secret)
+        ack = parse_ack(_payload(message), agent.secret)
         if ack is None or ack.agent != agent.agent_id:
             # Forged, tampered or malformed: counted, never acted on.
             self.rejected_messages += 1
@@ -260,10 +260,10 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             return
         agent = self.agents.get(agent_id)
         if agent is None:
-            if discovered := DiscoveredAgent.from_payload(agent_id, message.payload):
+            if discovered := DiscoveredAgent.from_payload(agent_id, _payload(message)):
                 self.discovered[agent_id] = discovered
             return
-        status = parse_status(message.payload, agent.secret)
+        status = parse_status(_payload(message), agent.secret)
         if status is None:
             self.rejected_messages += 1
             return
@@ -288,7 +288,7 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             agent.device,
         )
 
-    def _find_device(self, identifier: str) -> dr.DeviceEntry | None:
+    def _find_device(self, identifier: str) -> dr.DeviceEntry | dr.ChildDeviceEntry | None:
         """A station or agent device of this entry (agents hang under their station)."""
         registry = dr.async_get(self.hass)
         key = (DOMAIN, identifier)
@@ -463,3 +463,8 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
+
+
+def _payload(message: mqtt.ReceiveMessage) -> str | bytes:
+    payload = message.payload
+    return payload if isinstance(payload, str) else bytes(payload)
