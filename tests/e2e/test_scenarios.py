@@ -115,19 +115,20 @@ async def test_power_back_before_the_commit_point_aborts(e2e) -> None:
 
 async def test_flapping_grid_and_soc_glitches_send_nothing(e2e) -> None:
     # Below the threshold from the start: every outage starts a debounce timer,
-    # and every return of the grid that lasts the restore confirmation (1 s
-    # here) must cancel it before it fires. (A grid back for less than that
-    # keeps the timer running: see test_outages.py.)
+    # and every return of the grid must cancel it before it fires.
     station = river3(soc=19)
     sn = station.sn
+    # restore_confirm_sec 1: each 2 s of grid counts as a real return. With the
+    # default (60 s) the on-battery time would add up over the flaps and end in
+    # a shutdown, by design (docs/protocol.md, rule 3).
     env = await e2e(
         devices=[station],
         agents={"nas": {}},
         policy={"debounce_sec": 5, "restore_confirm_sec": 1},
     )
 
-    # 3 s off, 3 s on (period in simulated seconds), the battery holds its level.
-    period = 6 * TIME_SCALE
+    # 2 s off, 2 s on (period in simulated seconds), the battery holds its level.
+    period = 4 * TIME_SCALE
     env.standin.set_scenario(
         sn, "flap", {"period_sec": period, "drain_pct_per_min": 0, "charge_pct_per_min": 0}
     )
@@ -157,18 +158,22 @@ async def test_flapping_grid_and_soc_glitches_send_nothing(e2e) -> None:
 
 
 async def test_telemetry_stops_on_battery_fail_safe_shutdown(e2e) -> None:
-    # Real time, a heavy load (12 %/min, ~1.8 kW) at 27 %: the energy estimate
-    # (issue 10) says the threshold is near, so the fail-safe fires at the end
-    # of the stale window. (At a high charge it would wait: test_outages.py.)
-    station = river3(soc=27)
+    station = river3(soc=60)
     sn = station.sn
     stale_after = 4
+    # Simulated time runs TIME_SCALE times faster than the engine's clock, so the
+    # station's runtime figure (simulated minutes) would put the energy estimate
+    # hours out (docs/protocol.md, rules 5 and 16): a huge margin keeps this
+    # test on the stale-window path. The estimate has its own tests.
     env = await e2e(
-        devices=[station], agents={"nas": {}}, stale_after_sec=stale_after, time_scale=1
+        devices=[station],
+        agents={"nas": {}},
+        stale_after_sec=stale_after,
+        policy={"estimate_margin_sec": 10**7},
     )
 
-    # On battery, above the threshold: nothing to do yet.
-    env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 12})
+    # On battery, far above the threshold: nothing to do yet.
+    env.standin.set_scenario(sn, "outage", {"drain_pct_per_min": 0.2})
     await env.wait_entity(env.grid_entity(sn), "off", within=10)
     await env.wait_entity(env.policy_entity(sn), "on_battery")
     await asyncio.sleep(1)
@@ -182,9 +187,9 @@ async def test_telemetry_stops_on_battery_fail_safe_shutdown(e2e) -> None:
     # the last message may have come a tick before the stall).
     assert shutdown["issued_at"] >= stalled_at + stale_after - 2
     assert shutdown["reason"].startswith("telemetry stale for"), shutdown["reason"]
-    assert "with grid last seen lost; estimated soc_min" in shutdown["reason"], shutdown["reason"]
+    assert shutdown["reason"].endswith("with grid last seen lost"), shutdown["reason"]
     env.assert_signed("nas", shutdown)
-    assert env.standin.device(sn).state.combined_soc > 20  # not a low-battery shutdown
+    assert env.standin.device(sn).state.combined_soc > 50  # not a low-battery shutdown
 
     cid = shutdown["id"]
     await env.wait_ack("nas", cid, "executing")

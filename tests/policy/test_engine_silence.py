@@ -68,7 +68,9 @@ def test_a_stall_at_40_percent_under_high_load_fires_at_the_estimate(make: Make)
     h.clock.now = fire_at
     sent = shutdowns(h.engine.tick())
     assert len(sent) == 1
-    assert "estimated soc_min" in sent[0].payload["reason"]
+    # 180 s (delay 60 + margin 120) before the estimate reaches 20 %.
+    lead_pct = 250 / (256 * CAPACITY_DERATE) * 100 / 3600 * 180
+    assert f"(soc_min estimated at {20 + lead_pct:.0f})" in sent[0].payload["reason"]
 
 
 def test_the_estimate_never_fires_before_the_stale_window(make: Make) -> None:
@@ -264,10 +266,13 @@ def test_shutdown_by_follows_the_fire_time_then_the_commit_point(make: Make) -> 
 
 def test_an_infrastructure_agent_due_makes_every_other_agent_due_first(make: Make) -> None:
     ha = AgentBinding("ha", "ha-secret-for-tests", soc_threshold=30, infrastructure=True)
-    h = make([nas(), ha], debounce_sec=60)
+    h = make([ha, nas()], debounce_sec=60)
     feed(h, GridStatus.LOST, 25)  # under HA's 30, above the NAS's 20
     sent = shutdowns(h.at(60))
-    assert sorted(s.agent_id for s in sent) == ["ha", "nas"]
+    assert [s.agent_id for s in sent] == ["nas", "ha"]  # the others first
+    views = h.engine.status().agents
+    assert views["nas"].fsd
+    assert views["ha"].fsd
 
 
 def test_a_sentinel_saying_present_after_a_blind_shutdown_aborts_it(make: Make) -> None:

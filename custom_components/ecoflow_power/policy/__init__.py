@@ -4,6 +4,9 @@ from __future__ import annotations
 
 from .audit import AuditKind, AuditRecord, AuditTrail, DecisionMode
 from .effects import (
+    REPAIR_POLICY_BLIND,
+    REPAIR_POLICY_UNPROTECTED,
+    REPAIR_STATION_CUTOFF,
     REPAIR_TELEMETRY_STALE,
     Effect,
     EmitEvent,
@@ -41,6 +44,9 @@ from .telemetry import PolicyTelemetry
 __all__ = [
     "DEFAULT_PREFIX",
     "PROTOCOL_VERSION",
+    "REPAIR_POLICY_BLIND",
+    "REPAIR_POLICY_UNPROTECTED",
+    "REPAIR_STATION_CUTOFF",
     "REPAIR_TELEMETRY_STALE",
     "Ack",
     "AckStatus",

@@ -366,7 +366,9 @@ class PolicyEngine:
             # The outage was only assumed, and the assumption is withdrawn (mains
             # sentinel present, station back online): as if the grid came back.
             self._abort_where_powered(now, effects, " (blind assumption withdrawn)")
-        for rt in ctx.acting().values():
+        # Infrastructure agents last: their shutdowns go out after the others'.
+        order = sorted(ctx.acting().values(), key=lambda r: ctx.bindings[r.agent_id].infrastructure)
+        for rt in order:
             fire_at = self._fire_at(rt, now)
             if fire_at is None:
                 rt.suppressed = False  # episode over: a later one is recorded again

@@ -168,8 +168,8 @@ class FailSafe:
         obs = self._ctx.obs
         silent = int(now - obs.fresh_at) if obs.fresh_at is not None else 0
         est = self.estimate()
-        tail = "" if est is None else f"; estimated soc_min {est.soc_at(now):.0f}"
+        soc = "" if est is None else f" (soc_min estimated at {est.soc_at(now):.0f})"
         if obs.grid is GridStatus.LOST:
             by = " (mains sentinel)" if obs.grid_by_sentinel else ""
-            return f"telemetry stale for {silent} s with grid last seen lost{by}{tail}"
-        return f"blind: station offline and silent for {silent} s, outage assumed{tail}"
+            return f"telemetry stale for {silent} s{soc} with grid last seen lost{by}"
+        return f"blind: station offline and silent for {silent} s{soc}, outage assumed"
