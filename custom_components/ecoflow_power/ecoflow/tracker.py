@@ -100,7 +100,7 @@ class DeviceTracker:
         self._restamped: float | None = None  # time of the repeated fields in the state
         self._soc_filter = SocJumpFilter()
         self._soc_min_filter = SocJumpFilter()
-        # name -> (value to report, source it was reported for): see _compose.
+        # name -> (value to report, source it was reported for): see _filtered_value.
         self._filtered: dict[str, tuple[float, str | None]] = {}
         self._grid = GridDebouncer(confirm_sec=grid_confirm_sec)
         self._normalized = self._normalize(0.0)
