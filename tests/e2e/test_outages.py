@@ -87,8 +87,8 @@ async def _shutdown_and_estimate(env, sn: str, within: float) -> tuple[dict, flo
 async def test_station_reported_offline_after_one_outage_message_shuts_down_at_the_estimate(
     e2e,
 ) -> None:
-    # Real time; a heavy load (900 W) on a River 3 at 28 %: about a minute to 20 %.
-    station = river3(soc=28)
+    # Real time; a heavy load (900 W) on a River 3 at 25 %: some 40 s to 20 %.
+    station = river3(soc=25)
     station.state.base_load_w = 900.0
     sn = station.sn
     env = await e2e(
