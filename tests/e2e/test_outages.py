@@ -10,6 +10,7 @@ Assistant restarts while nothing answers.
 from __future__ import annotations
 
 import asyncio
+from datetime import datetime
 import importlib.util
 import time
 
@@ -154,8 +155,12 @@ async def test_a_stall_of_minutes_at_95_percent_sends_nothing(e2e) -> None:
     estimate_at = await env.wait(
         lambda: policy.data[sn].estimate_at, STALE + 15, "the energy estimate to run"
     )
-    # Over an hour of battery left at ~150 W: the estimate says so.
+    # Over an hour of battery left at ~150 W: the estimate says so, and
+    # "Shutdown fires at" shows it.
     assert estimate_at - time.time() > 30 * 60
+    fires_at = env.state(f"sensor.{env.slug(sn)}_shutdown_fires_at")
+    assert fires_at not in (None, "unknown", "unavailable"), env.report()
+    assert abs(datetime.fromisoformat(fires_at).timestamp() - estimate_at) < 60, fires_at
     end = time.monotonic() + 6 * STALE
     while time.monotonic() < end:
         assert env.wire.commands() == [], env.report()
