@@ -8,6 +8,7 @@ from unittest.mock import AsyncMock
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.helpers import issue_registry as ir
+import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.ecoflow_power.const import CONF_AGENTS, DOMAIN
@@ -63,10 +64,15 @@ async def test_frozen_telemetry_is_a_repair_not_an_outage(
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
 
 
+@pytest.mark.parametrize("silence", ["station_offline", "cloud_unreachable"])
 async def test_blind_mode_repair_says_in_words_when_the_hosts_go_down(
-    hass: HomeAssistant, mock_client: AsyncMock, fake_session, freezer: FrozenDateTimeFactory
+    hass: HomeAssistant,
+    mock_client: AsyncMock,
+    fake_session,
+    freezer: FrozenDateTimeFactory,
+    silence: str,
 ) -> None:
-    """Grid last seen present, then the cloud reports the station offline and it falls silent."""
+    """Grid last seen present, then silence: the cloud says offline, or is gone itself."""
     freezer.move_to("2026-11-01T12:00:00+00:00")
     entry = make_entry(
         **{
@@ -85,7 +91,11 @@ async def test_blind_mode_repair_says_in_words_when_the_hosts_go_down(
     await hass.async_block_till_done()
     session = fake_session.instances[-1]
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=60))
-    await feed(hass, session, DELTA2_SN, {"params": {"status": 0}}, MessageSource.STATUS)
+    if silence == "station_offline":
+        await feed(hass, session, DELTA2_SN, {"params": {"status": 0}}, MessageSource.STATUS)
+    else:
+        session.on_connection_change(False)
+        await hass.async_block_till_done()
     issue_id = f"policy_blind_{DELTA2_SN}"
     issue = None
     for _ in range(20):
