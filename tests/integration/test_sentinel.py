@@ -53,6 +53,13 @@ def test_a_missing_entity_says_nothing() -> None:
         assert mains_present(kind, None) is None
 
 
+def test_a_placeholder_restored_at_start_is_not_mains_lost() -> None:
+    """Until a Zigbee integration loads, HA shows its entities restored as unavailable."""
+    restored = State("light.router_plug", "unavailable", {"restored": True})
+    assert mains_present(SentinelKind.UNAVAILABLE_MEANS_LOST, restored) is None
+    assert mains_present(SentinelKind.BINARY_SENSOR, restored) is None
+
+
 def test_sentinel_options_that_cannot_be_read_are_left_out() -> None:
     options = {
         CONF_SENTINELS: {
