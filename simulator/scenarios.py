@@ -96,6 +96,29 @@ class Stall(_Described):
 
 
 @dataclass
+class LastGasp(_Described):
+    """Grid lost, then `messages` more pushes get out before the station falls silent.
+
+    What a home lab sees when the router or the access point is not on the
+    station: one outage message (or none) reaches the cloud, then nothing.
+    The battery goes on draining in silence.
+    """
+
+    name: str = field(default="last_gasp", init=False)
+    drain_pct_per_min: float = 1.0
+    messages: float = 1.0
+    steps: int = 0
+
+    def apply(self, state: PowerStationState, dt: float) -> None:
+        _normal(state, grid=False)
+        state.drain_pct_per_min = self.drain_pct_per_min
+        if dt > 0:
+            self.steps += 1
+        # Each step with time in it is followed by one push while publishing.
+        state.publishing = self.steps <= int(self.messages)
+
+
+@dataclass
 class Glitch:
     """One wrong SoC in the next message, then whatever ran before."""
 
@@ -144,6 +167,7 @@ _FACTORIES: dict[str, Callable[..., Scenario]] = {
     "restore": Restore,
     "flap": Flap,
     "stall": Stall,
+    "last_gasp": LastGasp,
     "diverge": Diverge,
 }
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 import json
 from typing import Any
 
@@ -18,6 +18,10 @@ AGENT_DEVICE = "device"
 AGENT_SECRET = "secret"
 AGENT_SOC_THRESHOLD = "soc_threshold"
 AGENT_DELAY = "delay_sec"
+# Further stations feeding the same host (redundant supplies), and whether all
+# of them ("all", default) or any one must be critical for its shutdown.
+AGENT_FEEDS = "feeds"
+AGENT_FEED_RULE = "feed_rule"
 
 
 def agent_device_identifier(agent_id: str) -> str:
@@ -44,6 +48,15 @@ class AgentConfig:
     def secret(self) -> str:
         return self.binding.secret
 
+    @property
+    def stations(self) -> tuple[str, ...]:
+        """Every station that feeds the host: its own first, then the others."""
+        return (self.device, *self.binding.feeds)
+
+    def observer(self) -> AgentBinding:
+        """The binding a feeding (not owning) station's engine gets: decide, never send."""
+        return replace(self.binding, feeds=(), observe_only=True)
+
 
 def agents_from_options(
     options: Mapping[str, Any], invalid: list[str] | None = None
@@ -64,12 +77,23 @@ def agents_from_options(
                     secret=data[AGENT_SECRET],
                     soc_threshold=data.get(AGENT_SOC_THRESHOLD),
                     delay_sec=data.get(AGENT_DELAY),
+                    feeds=tuple(
+                        sn for sn in data.get(AGENT_FEEDS) or () if sn != data[AGENT_DEVICE]
+                    ),
+                    feed_rule=data.get(AGENT_FEED_RULE) or "all",
                 ),
             )
         except KeyError, TypeError, ValueError, AttributeError:
             if invalid is not None:
                 invalid.append(str(agent_id))
     return agents
+
+
+def bindings_for_station(agents: Mapping[str, AgentConfig], sn: str) -> list[AgentBinding]:
+    """A station's engine: the agents it owns, and observers of those it also feeds."""
+    owned = [agent.binding for agent in agents.values() if agent.device == sn]
+    fed = [agent.observer() for agent in agents.values() if sn in agent.binding.feeds]
+    return owned + fed
 
 
 def policy_settings_for(

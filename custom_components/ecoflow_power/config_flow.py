@@ -29,7 +29,14 @@ from homeassistant.helpers.selector import (
 )
 import probatio
 
-from .agents import AGENT_DELAY, AGENT_DEVICE, AGENT_SECRET, AGENT_SOC_THRESHOLD
+from .agents import (
+    AGENT_DELAY,
+    AGENT_DEVICE,
+    AGENT_FEED_RULE,
+    AGENT_FEEDS,
+    AGENT_SECRET,
+    AGENT_SOC_THRESHOLD,
+)
 from .const import (
     CONF_ACCESS_KEY,
     CONF_ADD_NEW_DEVICES,
@@ -500,6 +507,8 @@ class EcoflowOptionsFlow(
             CONF_STATION: current[AGENT_DEVICE],
             AGENT_SOC_THRESHOLD: current.get(AGENT_SOC_THRESHOLD),
             AGENT_DELAY: current.get(AGENT_DELAY),
+            AGENT_FEEDS: current.get(AGENT_FEEDS, []),
+            AGENT_FEED_RULE: current.get(AGENT_FEED_RULE, "all"),
         }
         return self.async_show_form(
             step_id="agent_settings",
@@ -532,12 +541,18 @@ class EcoflowOptionsFlow(
 def _agent_options(user_input: Mapping[str, Any], secret: str) -> dict[str, Any]:
     threshold = user_input.get(AGENT_SOC_THRESHOLD)
     delay = user_input.get(AGENT_DELAY)
-    return {
+    options: dict[str, Any] = {
         AGENT_DEVICE: user_input[CONF_STATION],
         AGENT_SECRET: secret,
         AGENT_SOC_THRESHOLD: None if threshold is None else float(threshold),
         AGENT_DELAY: None if delay is None else int(delay),
     }
+    feeds = [sn for sn in user_input.get(AGENT_FEEDS) or [] if sn != user_input[CONF_STATION]]
+    if feeds:
+        # Only hosts with several supplies store these: others keep their shape.
+        options[AGENT_FEEDS] = sorted(feeds)
+        options[AGENT_FEED_RULE] = user_input.get(AGENT_FEED_RULE) or "all"
+    return options
 
 
 def _agent_schema(
@@ -553,6 +568,21 @@ def _agent_schema(
     fields[probatio.Required(CONF_STATION)] = _station_selector(stations)
     fields[probatio.Optional(AGENT_SOC_THRESHOLD)] = _number(1, 95, "%")
     fields[probatio.Optional(AGENT_DELAY)] = _seconds(0, 3600)
+    if len(stations) > 1:
+        fields[probatio.Optional(AGENT_FEEDS)] = SelectSelector(
+            SelectSelectorConfig(
+                options=[SelectOptionDict(value=sn, label=label) for sn, label in stations.items()],
+                multiple=True,
+                mode=SelectSelectorMode.DROPDOWN,
+            )
+        )
+        fields[probatio.Optional(AGENT_FEED_RULE, default="all")] = SelectSelector(
+            SelectSelectorConfig(
+                options=["all", "any"],
+                translation_key=AGENT_FEED_RULE,
+                mode=SelectSelectorMode.LIST,
+            )
+        )
     if not with_id:
         fields[probatio.Optional(CONF_NEW_SECRET, default=False)] = bool
     return probatio.Schema(fields)

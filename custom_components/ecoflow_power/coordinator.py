@@ -138,7 +138,7 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         self._unsubscribers.append(
             async_track_time_interval(
                 self.hass,
-                self._async_refresh_device_list,
+                self._async_device_list_timer,
                 DEVICE_LIST_INTERVAL,
                 name="ecoflow devices",
             )
@@ -316,7 +316,10 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
                 return
             await asyncio.sleep(backoff.next_delay())
 
-    async def _async_refresh_device_list(self, _now: datetime | None = None) -> bool:
+    async def _async_device_list_timer(self, _now: datetime) -> None:
+        await self._async_refresh_device_list()
+
+    async def _async_refresh_device_list(self) -> bool:
         """Pick up devices added to or removed from the account; True if the cloud answered."""
         try:
             account = await self.client.devices()

@@ -13,14 +13,15 @@ from dataclasses import asdict
 from datetime import datetime
 import logging
 from typing import Any
-import uuid
 
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
-from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
-from homeassistant.helpers.event import async_track_point_in_utc_time
+from homeassistant.helpers.event import (
+    async_track_point_in_utc_time,
+)
 from homeassistant.helpers.storage import Store
 from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from homeassistant.util import dt as dt_util
@@ -30,24 +31,25 @@ from .agents import (
     DiscoveredAgent,
     agent_device_identifier,
     agents_from_options,
-    policy_settings_for,
+    bindings_for_station,
 )
 from .clock import now_ts
 from .const import CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX, DOMAIN, EVENT_POLICY
 from .coordinator import EcoflowTelemetryCoordinator
 from .ecoflow.state import PowerState
 from .issues import (
-    ISSUE_AGENT_INVALID,
-    ISSUE_AGENT_UNMANAGED_STATION,
-    ISSUE_POLICY_SETTINGS_INVALID,
-    ISSUE_POLICY_STATE_UNREADABLE,
     clear_repair,
     raise_repair,
 )
 from .lease_publisher import LeasePublisher
 from .nut.consumer import nut_bindings
 from .policy.audit import AuditRecord
-from .policy.effects import Effect, EmitEvent, PublishCommand, RepairChange
+from .policy.effects import (
+    Effect,
+    EmitEvent,
+    PublishCommand,
+    RepairChange,
+)
 from .policy.engine import PolicyEngine
 from .policy.protocol import (
     AckStatus,
@@ -57,10 +59,13 @@ from .policy.protocol import (
     parse_ack,
     parse_status,
 )
-from .policy.settings import PolicySettings
 from .policy.status import PolicyStatus
+from .policy.supply import SupplyBoard
+from .policy_actions import PolicyActions
 from .policy_inputs import telemetry_reading
 from .policy_mqtt import PolicyMqtt
+from .policy_repairs import PROTECTION_ISSUES, rendered
+from .policy_setup import build_engine, load_settings, update_agent_repairs
 from .sentinel import SentinelWatcher, sentinels_from_options
 
 _LOGGER = logging.getLogger(__name__)
@@ -72,7 +77,7 @@ STORAGE_SAVE_DELAY = 1
 AUDIT_LOG_SIZE = 200
 
 
-class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
+class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicyStatus]]):
     """Engines per station, agent presence, and the MQTT side of the protocol."""
 
     config_entry: ConfigEntry
@@ -94,6 +99,8 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         self.agent_status: dict[str, AgentStatus] = {}
         self.discovered: dict[str, DiscoveredAgent] = {}
         self.engines: dict[str, PolicyEngine] = {}
+        # Lets the owner of a multi-fed agent read the other stations' conditions.
+        self.supply = SupplyBoard()
         self.rejected_messages = 0
         self.mqtt = PolicyMqtt(
             hass,
@@ -138,12 +145,24 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             _LOGGER.warning("The stored policy state cannot be read: %s", err)
             engines_data = {sn: {"unreadable": True} for sn in self.telemetry.devices}
         for sn in self.telemetry.devices:
-            bindings = [agent.binding for agent in self.agents.values() if agent.device == sn]
-            bindings += nut_bindings(self.config_entry.options, sn)
-            self.engines[sn] = self._build_engine(
-                sn, self._settings_for(sn), bindings, engines_data.get(sn)
+            name = self._station_name(sn)
+            settings = load_settings(
+                self.hass, self.config_entry.options, sn, self.telemetry.stale_after_sec, name
             )
-        self._update_agent_repairs()
+            bindings = bindings_for_station(self.agents, sn)
+            bindings += nut_bindings(self.config_entry.options, sn)
+            self.engines[sn] = build_engine(
+                self.hass, sn, settings, bindings, stored=engines_data.get(sn), station_name=name
+            )
+        for engine in self.engines.values():
+            self.supply.attach(engine)
+        update_agent_repairs(
+            self.hass,
+            self.config_entry.entry_id,
+            self.agents.values(),
+            self._invalid_agents,
+            self.engines,
+        )
         self.data = {sn: engine.status() for sn, engine in self.engines.items()}
         self._unsubscribers.append(
             self.telemetry.async_add_telemetry_listener(self._handle_telemetry)
@@ -158,77 +177,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
                 self._handle_telemetry(sn, state)
         self._handle_link(self.telemetry.cloud_connected)
         self._run_effects_and_reschedule([])
-
-    def _settings_for(self, sn: str) -> PolicySettings:
-        """The stored settings, or the defaults with a repair when they are not valid."""
-        issue_id = f"{ISSUE_POLICY_SETTINGS_INVALID}_{sn}"
-        try:
-            settings = policy_settings_for(
-                self.config_entry.options, sn, self.telemetry.stale_after_sec
-            )
-        except (ValueError, TypeError) as err:
-            _LOGGER.warning("Invalid policy settings for %s, using defaults: %s", sn, err)
-            raise_repair(
-                self.hass,
-                issue_id,
-                ISSUE_POLICY_SETTINGS_INVALID,
-                {"device": self._station_name(sn), "error": str(err)},
-            )
-            return PolicySettings(stale_after_sec=int(self.telemetry.stale_after_sec))
-        clear_repair(self.hass, issue_id)
-        return settings
-
-    def _build_engine(
-        self, sn: str, settings: PolicySettings, bindings: list[Any], data: Any
-    ) -> PolicyEngine:
-        """Resume the stored engine; an unreadable state gives a fresh engine and a repair."""
-        issue_id = f"{ISSUE_POLICY_STATE_UNREADABLE}_{sn}"
-        if data is not None:
-            try:
-                engine = PolicyEngine.from_dict(
-                    data, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
-                )
-            except (ValueError, KeyError, TypeError, AttributeError) as err:
-                # PolicyStateError is a ValueError; the others guard older engines.
-                _LOGGER.warning("Stored policy state of %s is unreadable: %s", sn, err)
-                raise_repair(
-                    self.hass,
-                    issue_id,
-                    ISSUE_POLICY_STATE_UNREADABLE,
-                    {"device": self._station_name(sn), "error": str(err) or type(err).__name__},
-                )
-            else:
-                clear_repair(self.hass, issue_id)
-                return engine
-        return PolicyEngine(
-            sn, settings, bindings, clock=now_ts, id_factory=lambda: str(uuid.uuid4())
-        )
-
-    def _update_agent_repairs(self) -> None:
-        """Agents that cannot protect anything: invalid options, or an unmanaged station."""
-        entry_id = self.config_entry.entry_id
-        invalid_issue = f"{ISSUE_AGENT_INVALID}_{entry_id}"
-        if self._invalid_agents:
-            raise_repair(
-                self.hass,
-                invalid_issue,
-                ISSUE_AGENT_INVALID,
-                {"agents": ", ".join(sorted(self._invalid_agents))},
-            )
-        else:
-            clear_repair(self.hass, invalid_issue)
-        unmanaged = sorted(a.agent_id for a in self.agents.values() if a.device not in self.engines)
-        unmanaged_issue = f"{ISSUE_AGENT_UNMANAGED_STATION}_{entry_id}"
-        if unmanaged:
-            raise_repair(
-                self.hass,
-                unmanaged_issue,
-                ISSUE_AGENT_UNMANAGED_STATION,
-                {"agents": ", ".join(unmanaged)},
-                severity=ir.IssueSeverity.ERROR,
-            )
-        else:
-            clear_repair(self.hass, unmanaged_issue)
 
     async def async_stop(self) -> None:
         while self._unsubscribers:
@@ -297,7 +245,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         agent = self.agents.get(agent_id or "")
         if agent is None:
             return
-        ack = parse_ack(message.payload, agent.secret)
+        ack = parse_ack(_payload(message), agent.secret)
         if ack is None or ack.agent != agent.agent_id:
             # Forged, tampered or malformed: counted, never acted on.
             self.rejected_messages += 1
@@ -320,10 +268,10 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             return
         agent = self.agents.get(agent_id)
         if agent is None:
-            if discovered := DiscoveredAgent.from_payload(agent_id, message.payload):
+            if discovered := DiscoveredAgent.from_payload(agent_id, _payload(message)):
                 self.discovered[agent_id] = discovered
             return
-        status = parse_status(message.payload, agent.secret)
+        status = parse_status(_payload(message), agent.secret)
         if status is None:
             self.rejected_messages += 1
             return
@@ -348,7 +296,7 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             agent.device,
         )
 
-    def _find_device(self, identifier: str) -> dr.DeviceEntry | None:
+    def _find_device(self, identifier: str) -> dr.DeviceEntry | dr.ChildDeviceEntry | None:
         """A station or agent device of this entry (agents hang under their station)."""
         registry = dr.async_get(self.hass)
         key = (DOMAIN, identifier)
@@ -372,7 +320,13 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def _run_effects_and_reschedule(self, effects: list[Effect], sn: str | None = None) -> None:
         for effect in effects:
             self._run_effect(effect, sn)
-        self._finish(bool(effects))
+        acted = bool(effects)
+        # Hosts fed by several stations: an input here may decide for an owner there.
+        for owner in self.supply.dependents(sn) if sn is not None else ():
+            for effect in (owner_effects := self.engines[owner].tick()):
+                self._run_effect(effect, owner)
+            acted = acted or bool(owner_effects)
+        self._finish(acted)
 
     @callback
     def _finish(self, acted: bool) -> None:
@@ -409,11 +363,15 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
             clear_repair(self.hass, issue_id)
             return
         placeholders = {
-            key: _placeholder_text(value)
-            for key, value in dict(getattr(effect, "placeholders", None) or {}).items()
+            key: rendered(key, value) for key, value in dict(effect.placeholders or {}).items()
         }
         placeholders.setdefault("device", self._station_name(sn))
-        raise_repair(self.hass, issue_id, effect.issue_id, placeholders)
+        severity = (
+            ir.IssueSeverity.ERROR
+            if effect.issue_id in PROTECTION_ISSUES
+            else ir.IssueSeverity.WARNING
+        )
+        raise_repair(self.hass, issue_id, effect.issue_id, placeholders, severity=severity)
 
     async def _async_publish(self, effect: PublishCommand) -> None:
         """Send one command; raises HomeAssistantError when it could not go out."""
@@ -437,35 +395,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     ) -> None:
         """Fire one `ecoflow_power_event` for a station (or one of its agents)."""
         self._fire_event(sn, event_type, data, agent=agent)
-
-    async def _async_run_service_effects(self, effects: list[Effect], sn: str) -> list[str]:
-        """Run a service's effects, awaiting its publishes; raise if one could not go out."""
-        publishes = [e for e in effects if isinstance(e, PublishCommand)]
-        self._run_effects_and_reschedule(
-            [e for e in effects if not isinstance(e, PublishCommand)], sn
-        )
-        sent: list[str] = []
-        failed: dict[str, str] = {}
-        for effect in publishes:
-            if self.local_router is not None and self.local_router(sn, effect):
-                sent.append(effect.agent_id)  # answered here (a NUT client), not over MQTT
-                continue
-            try:
-                await self._async_publish(effect)
-            except HomeAssistantError as err:
-                failed[effect.agent_id] = str(err)
-            else:
-                sent.append(effect.agent_id)
-        if failed:
-            raise HomeAssistantError(
-                translation_domain=DOMAIN,
-                translation_key="publish_failed",
-                translation_placeholders={
-                    "agents": ", ".join(failed),
-                    "error": next(iter(failed.values())),
-                },
-            )
-        return sent
 
     def _fire_event(
         self, sn: str | None, event_type: str, data: dict[str, Any], *, agent: str | None = None
@@ -522,84 +451,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
     def _storage_data(self) -> dict[str, Any]:
         return {"engines": {sn: engine.to_dict() for sn, engine in self.engines.items()}}
 
-    # --- actions for services and entities --------------------------------
-
-    def require_mqtt(self) -> None:
-        if not self.mqtt_available:
-            raise ServiceValidationError(translation_domain=DOMAIN, translation_key="mqtt_missing")
-
-    @callback
-    def set_armed(self, sn: str, armed: bool) -> None:
-        engine = self.engines[sn]
-        self._run_effects_and_reschedule(engine.set_armed(armed) or [], sn)
-
-    async def async_manual_shutdown(
-        self, agent_ids: list[str], *, delay_sec: int | None, reason: str, dry_run: bool
-    ) -> list[str]:
-        """Send shutdowns and wait until they reached the broker (or raise)."""
-        sent: list[str] = []
-        for sn, ids in self._group_by_station(agent_ids).items():
-            effects = self.engines[sn].manual_shutdown(
-                ids, delay_sec=delay_sec, reason=reason, dry_run=dry_run
-            )
-            sent += await self._async_run_service_effects(effects, sn)
-        return sent
-
-    async def async_manual_abort(self, agent_ids: list[str]) -> list[str]:
-        """Send aborts and wait until they reached the broker (or raise)."""
-        sent: list[str] = []
-        for sn, ids in self._group_by_station(agent_ids).items():
-            sent += await self._async_run_service_effects(self.engines[sn].manual_abort(ids), sn)
-        return sent
-
-    async def async_ping(self, agent_ids: list[str], wait_sec: float) -> dict[str, Any]:
-        """Ping agents and wait for their pongs; report who answered and how fast."""
-        started = now_ts()
-        waiters: dict[str, asyncio.Future[float]] = {}
-        command_ids: list[str] = []
-        for sn, ids in self._group_by_station(agent_ids).items():
-            effects = self.engines[sn].ping(ids)
-            for effect in effects:
-                if isinstance(effect, PublishCommand):
-                    future: asyncio.Future[float] = self.hass.loop.create_future()
-                    command_ids.append(effect.payload["id"])
-                    self._pong_waiters[effect.payload["id"]] = future
-                    waiters[effect.agent_id] = future
-            self._run_effects_and_reschedule(effects, sn)
-        try:
-            if waiters:
-                await asyncio.wait(list(waiters.values()), timeout=wait_sec)
-        finally:
-            for command_id in command_ids:
-                self._pong_waiters.pop(command_id, None)
-        result: dict[str, Any] = {}
-        for agent_id in agent_ids:
-            future = waiters.get(agent_id)
-            answered = future is not None and future.done() and not future.cancelled()
-            result[agent_id] = {
-                "answered": answered,
-                "latency_ms": round((future.result() - started) * 1000)
-                if future is not None and answered
-                else None,
-            }
-        return result
-
-    def _group_by_station(self, agent_ids: list[str]) -> dict[str, list[str]]:
-        grouped: dict[str, list[str]] = {}
-        for agent_id in agent_ids:
-            agent = self.agents.get(agent_id)
-            if agent is None or agent.device not in self.engines:
-                raise ServiceValidationError(
-                    translation_domain=DOMAIN,
-                    translation_key="unknown_agent",
-                    translation_placeholders={"agent": agent_id},
-                )
-            grouped.setdefault(agent.device, []).append(agent_id)
-        return grouped
-
-    def agents_of_station(self, sn: str) -> list[str]:
-        return [agent.agent_id for agent in self.agents.values() if agent.device == sn]
-
     def diagnostics(self) -> dict[str, Any]:
         return {
             "prefix": self.prefix,
@@ -624,8 +475,6 @@ class PolicyCoordinator(DataUpdateCoordinator[dict[str, PolicyStatus]]):
         }
 
 
-def _placeholder_text(value: Any) -> str:
-    """Repair placeholders are text; epoch seconds become a local date and time."""
-    if isinstance(value, float | int) and not isinstance(value, bool) and value > 1_000_000_000:
-        return dt_util.as_local(dt_util.utc_from_timestamp(value)).strftime("%Y-%m-%d %H:%M:%S")
-    return str(value)
+def _payload(message: mqtt.ReceiveMessage) -> str | bytes:
+    payload = message.payload
+    return payload if isinstance(payload, str) else bytes(payload)

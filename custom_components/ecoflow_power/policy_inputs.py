@@ -26,6 +26,15 @@ def discharge_w(state: PowerState) -> float | None:
     return None
 
 
+def load_w(state: PowerState) -> float | None:
+    """Watts the station's outputs deliver (>= 0): what the battery carries once mains fails.
+
+    Blind mode estimates from a reading taken on grid, where nothing leaves
+    the battery yet.
+    """
+    return None if state.watts_out is None else max(0.0, state.watts_out)
+
+
 def cutoff_pct(state: PowerState) -> float | None:
     """The station's own discharge limit or backup reserve, whichever cuts AC first."""
     known = [
@@ -58,6 +67,7 @@ def telemetry_reading(state: PowerState) -> PolicyTelemetry | None:
         "remaining_discharge_min": state.remaining_discharge_min,
         "at": at,
         "discharge_w": discharge_w(state),
+        "load_w": load_w(state),
         "capacity_wh": getattr(state, "capacity_wh", None),
         "cutoff_pct": cutoff_pct(state),
     }

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from homeassistant.const import STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
+from homeassistant.const import ATTR_RESTORED, STATE_OFF, STATE_ON, STATE_UNAVAILABLE, STATE_UNKNOWN
 from homeassistant.core import (
     CALLBACK_TYPE,
     Event,
@@ -74,6 +74,10 @@ def _nut_status(value: str) -> bool | None:
 
 def mains_present(kind: SentinelKind, state: State | None) -> bool | None:
     """What the entity's state says about mains: True, False, or None (it does not know)."""
+    if state is not None and state.attributes.get(ATTR_RESTORED):
+        # A placeholder HA restores at start until the entity's integration
+        # loads: "unavailable" then means "not loaded yet", not "mains lost".
+        return None
     if kind is SentinelKind.UNAVAILABLE_MEANS_LOST:
         if state is None or state.state == STATE_UNKNOWN:
             return None

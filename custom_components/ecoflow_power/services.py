@@ -14,6 +14,7 @@ from homeassistant.core import (
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.service import async_register_admin_service
+from homeassistant.util.json import JsonValueType
 import probatio
 
 from .agents import agent_id_from_identifier
@@ -113,14 +114,14 @@ async def _async_shutdown(call: ServiceCall) -> ServiceResponse:
             reason=call.data[ATTR_REASON],
             dry_run=call.data[ATTR_DRY_RUN],
         )
-    return {"sent": sent}
+    return {"sent": list[JsonValueType](sent)}
 
 
 async def _async_abort(call: ServiceCall) -> ServiceResponse:
     sent: list[str] = []
     for policy, agents in _resolve_agents(call.hass, call, default_all=False).items():
         sent += await policy.async_manual_abort(agents)
-    return {"sent": sent}
+    return {"sent": list[JsonValueType](sent)}
 
 
 async def _async_ping(call: ServiceCall) -> ServiceResponse:

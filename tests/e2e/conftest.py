@@ -53,6 +53,7 @@ from custom_components.ecoflow_power.const import (
     EVENT_POLICY,
 )
 from custom_components.ecoflow_power.policy.protocol import verify_message
+from custom_components.ecoflow_power.sentinel import CONF_SENTINELS
 from simulator.devices import SimulatedDevice
 from simulator.standin import StandIn
 from tests.helpers.mosquitto import MosquittoBroker
@@ -373,6 +374,14 @@ class Env:
             lambda: agent.dry_run_shutdowns() >= 1, within, f"the dry-run shutdown of {agent_id}"
         )
 
+    async def restart_home_assistant(self) -> None:
+        """Home Assistant restarts: the entry unloads (state stored) and sets up again."""
+        assert await self.hass.config_entries.async_unload(self.entry.entry_id)
+        await self.hass.async_block_till_done()
+        assert await self.hass.config_entries.async_setup(self.entry.entry_id)
+        await self.hass.async_block_till_done()
+        assert self.entry.state is ConfigEntryState.LOADED
+
     def assert_signed(self, agent_id: str, message: dict[str, Any]) -> None:
         secret = self.agents[agent_id].secret
         assert verify_message(message, secret), f"bad signature on {message}"
@@ -390,7 +399,10 @@ async def e2e(
 
     `agents` maps an agent id to its per-agent options (`soc_threshold`,
     `delay_sec`); every agent is mapped to the first device. `policy` overrides
-    FAST_POLICY for that device.
+    FAST_POLICY for that device; `sentinel` ({"entity_id", "kind"}) is that
+    device's mains sentinel. `time_scale` 1 runs the station in real time, so
+    the watts it reports match how fast it drains (what the energy estimate,
+    which runs on Home Assistant's clock, needs to be checked against).
     """
     cleanups: list[Callable[[], Any]] = []
 
@@ -401,6 +413,8 @@ async def e2e(
         policy: dict[str, Any] | None = None,
         stale_after_sec: int = 30,
         grid_confirm_sec: int = 1,
+        sentinel: dict[str, str] | None = None,
+        time_scale: float = TIME_SCALE,
         options: dict[str, Any] | None = None,
     ) -> Env:
         devices = list(devices)
@@ -426,7 +440,7 @@ async def e2e(
             mqtt_password=CLOUD_PASSWORD,
             publisher_username="simulator",
             publisher_password="sim-pass",
-            time_scale=TIME_SCALE,
+            time_scale=time_scale,
             publish_interval=PUBLISH_INTERVAL,
         )
         await standin.start()
@@ -467,6 +481,7 @@ async def e2e(
                     for agent_id, options in agents.items()
                 },
                 CONF_POLICY: {sn: FAST_POLICY | (policy or {})},
+                CONF_SENTINELS: {sn: sentinel} if sentinel else {},
                 **(options or {}),
             },
         )

@@ -61,8 +61,17 @@ def _cycle(graph: dict[str, set[str]]) -> list[str] | None:
     return None
 
 
+def _glue(graph: dict[str, set[str]]) -> dict[str, set[str]]:
+    """The Home Assistant side: the package's own modules, not its subpackages."""
+    return {
+        name: {t for t in targets if "." not in t}
+        for name, targets in graph.items()
+        if "." not in name
+    }
+
+
 def test_no_import_circle_between_the_integrations_modules() -> None:
-    graph = _graph()
+    graph = _glue(_graph())
     assert "coordinator" in graph
     assert "policy_coordinator" in graph["runtime"]
     assert _cycle(graph) is None, " -> ".join(_cycle(graph) or [])

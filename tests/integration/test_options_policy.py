@@ -281,3 +281,24 @@ async def test_saving_the_form_repairs_invalid_stored_settings(
     await hass.async_block_till_done()
     assert "resend_interval_sec" not in entry.options[CONF_POLICY][DELTA2_SN]
     assert not ir.async_get(hass).async_get_issue("ecoflow_power", issue_id)
+
+
+async def test_an_agent_fed_by_two_stations(hass: HomeAssistant, entry: MockConfigEntry) -> None:
+    result = await _menu(hass, entry, "add_agent")
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {
+            "agent_id": "rack-server",
+            "station": DELTA2_SN,
+            "feeds": [RIVER3_SN, DELTA2_SN],
+            "feed_rule": "any",
+        },
+    )
+    result = await hass.config_entries.options.async_configure(result["flow_id"], {})
+    await hass.async_block_till_done()
+    stored = entry.options[CONF_AGENTS]["rack-server"]
+    # Its own station is not a feed of its own.
+    assert (stored["feeds"], stored["feed_rule"]) == ([RIVER3_SN], "any")
+    policy = entry.runtime_data.policy
+    assert policy.engines[DELTA2_SN].agents["rack-server"].feeds == (RIVER3_SN,)
+    assert policy.engines[RIVER3_SN].agents["rack-server"].observe_only

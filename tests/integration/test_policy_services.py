@@ -151,3 +151,24 @@ async def test_a_command_the_broker_never_got_is_reported_as_failed(
     if service == "shutdown":
         # The policy still tracks it (and re-sends once the broker is back).
         assert hass.states.get("sensor.agent_nas_last_command").state == "shutdown"
+
+
+async def test_a_local_agents_command_goes_to_its_router_not_the_broker(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded
+) -> None:
+    """Commands to `local` agents (NUT clients) are answered by the glue itself."""
+    policy = loaded.runtime_data.policy
+    routed: list[tuple[str | None, str]] = []
+
+    def router(sn: str | None, effect: Any) -> bool:
+        routed.append((sn, effect.payload["action"]))
+        return True
+
+    policy.local_router = router
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=1, wait=2) as subscriber:
+        response = await hass.services.async_call(
+            DOMAIN, "shutdown", {"agents": ["nas"]}, blocking=True, return_response=True
+        )
+        assert await subscriber.messages() == []
+    assert response == {"sent": ["nas"]}
+    assert routed == [(DELTA2_SN, "shutdown")]

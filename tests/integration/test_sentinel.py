@@ -53,6 +53,13 @@ def test_a_missing_entity_says_nothing() -> None:
         assert mains_present(kind, None) is None
 
 
+def test_a_placeholder_restored_at_start_is_not_mains_lost() -> None:
+    """Until a Zigbee integration loads, HA shows its entities restored as unavailable."""
+    restored = State("light.router_plug", "unavailable", {"restored": True})
+    assert mains_present(SentinelKind.UNAVAILABLE_MEANS_LOST, restored) is None
+    assert mains_present(SentinelKind.BINARY_SENSOR, restored) is None
+
+
 def test_sentinel_options_that_cannot_be_read_are_left_out() -> None:
     options = {
         CONF_SENTINELS: {
@@ -111,9 +118,15 @@ async def test_set_and_remove_a_sentinel_in_the_options(
     }
     policy = entry.runtime_data.policy
     assert policy.sentinels.present == {DELTA2_SN: True}
+    # The station's engine hears the verdict at once (and keeps it across restarts).
+    assert policy.engines[DELTA2_SN].to_dict()["mains"] is True
     hass.states.async_set("sensor.rack_voltage", "0")
     await hass.async_block_till_done()
     assert policy.sentinels.present == {DELTA2_SN: False}
+    assert policy.engines[DELTA2_SN].to_dict()["mains"] is False
+    hass.states.async_set("sensor.rack_voltage", "unavailable")
+    await hass.async_block_till_done()
+    assert policy.engines[DELTA2_SN].to_dict()["mains"] is None
 
     result = await _sentinel_form(hass, entry)
     result = await hass.config_entries.options.async_configure(

@@ -99,3 +99,23 @@ def test_unknown_names_and_parameters_are_refused() -> None:
     with pytest.raises(ValueError, match="bad parameters"):
         make_scenario("outage", {"period_sec": 3})
     assert make_scenario("grid_loss").name == "outage"
+
+
+async def test_last_gasp_sends_one_outage_message_then_falls_silent() -> None:
+    sim = standin(60)
+    sn = "R651ZAB5XXXX0001"
+    device = sim.device(sn)
+    await sim.tick(real_dt=1.0)
+    before = device.pushes_sent
+    sim.set_scenario(sn, "last_gasp", {"drain_pct_per_min": 2})
+    assert device.state.grid is False
+    await sim.tick(real_dt=1.0)
+    one = device.pushes_sent
+    soc = device.state.combined_soc
+    assert one > before  # the outage message got out
+    for _ in range(3):
+        await sim.tick(real_dt=1.0)
+    assert device.pushes_sent == one  # then nothing more
+    assert device.state.publishing is False
+    assert device.state.combined_soc == pytest.approx(soc - 6)  # draining in silence
+    assert sim._answer_get("acct", sn, b'{"operateType":"latestQuotas"}') == []
