@@ -237,7 +237,7 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
             return
         registry = dr.async_get(self.hass)
         device = registry.async_get(device_id)
-        if device is not None and device.sw_version != firmware:
+        if isinstance(device, dr.DeviceEntry) and device.sw_version != firmware:
             registry.async_update_device(device_id, sw_version=firmware)
         if self.device_cache is not None:
             self.device_cache.set_firmware(sn, firmware)

@@ -90,7 +90,10 @@ async def async_get_config_entry_diagnostics(
         data["policy"] = policy.diagnostics()
     if entry.runtime_data.nut is not None:
         data["nut"] = entry.runtime_data.nut.diagnostics()
-    return _mask_serials(async_redact_data(data, TO_REDACT), serials)
+    if entry.runtime_data.wake is not None:
+        data["wake"] = entry.runtime_data.wake.diagnostics()
+    masked: dict[str, Any] = _mask_serials(async_redact_data(data, TO_REDACT), serials)
+    return masked
 
 
 def _plain(value: Any) -> Any:

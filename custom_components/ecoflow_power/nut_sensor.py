@@ -11,7 +11,7 @@ from .entity import station_device_info
 from .nut_server import NutServerManager
 
 if TYPE_CHECKING:
-    from .coordinator import EcoflowConfigEntry
+    from .runtime import EcoflowConfigEntry
 
 
 class NutClientsSensor(SensorEntity):

@@ -48,7 +48,7 @@ from .nut.config import (
 from .nut.protocol import DEFAULT_PORT
 
 if TYPE_CHECKING:
-    from .coordinator import EcoflowConfigEntry
+    from .runtime import EcoflowConfigEntry
 
 NUT_USERNAME = "username"
 NUT_PRESET = "preset"

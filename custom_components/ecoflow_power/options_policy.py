@@ -79,16 +79,13 @@ def policy_schema(current: PolicySettings, prefix: str) -> probatio.Schema:
         probatio.Required("ttl_sec", default=current.ttl_sec): seconds_selector(30, 7200),
         probatio.Required("cooldown_sec", default=current.cooldown_sec): seconds_selector(0, 86400),
     }
-    if "restore_confirm_sec" in _SETTING_FIELDS:
-        fields_[
-            probatio.Required("restore_confirm_sec", default=current.restore_confirm_sec)  # type: ignore[attr-defined]
-        ] = seconds_selector(0, 3600)
-    if "estimate_margin_sec" in _SETTING_FIELDS:
-        fields_[
-            probatio.Required("estimate_margin_sec", default=current.estimate_margin_sec)  # type: ignore[attr-defined]
-        ] = seconds_selector(0, 3600)
-    if "blind_mode" in _SETTING_FIELDS:
-        fields_[probatio.Required("blind_mode", default=current.blind_mode)] = bool  # type: ignore[attr-defined]
+    fields_[probatio.Required("restore_confirm_sec", default=current.restore_confirm_sec)] = (
+        seconds_selector(0, 3600)
+    )
+    fields_[probatio.Required("estimate_margin_sec", default=current.estimate_margin_sec)] = (
+        seconds_selector(0, 3600)
+    )
+    fields_[probatio.Required("blind_mode", default=current.blind_mode)] = bool
     fields_[probatio.Required("dry_run", default=current.dry_run)] = bool
     fields_[probatio.Required(CONF_TOPIC_PREFIX, default=prefix)] = str
     return probatio.Schema(fields_)

@@ -308,7 +308,7 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
     def _update_agent_device(self, agent: AgentConfig, status: AgentStatus) -> None:
         registry = dr.async_get(self.hass)
         device = self._find_device(agent_device_identifier(agent.agent_id))
-        if device is None:
+        if not isinstance(device, dr.DeviceEntry):
             return
         model = f"Host agent ({status.platform})"
         if device.sw_version != status.agent_version or device.model != model:

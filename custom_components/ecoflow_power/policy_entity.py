@@ -50,8 +50,9 @@ class EcoflowAgentEntity(CoordinatorEntity[PolicyCoordinator]):
             manufacturer="EcoFlow Power Management",
             model="Host agent",
             name=f"Agent {agent_id}",
-            via_device_id=coordinator.telemetry.device_ids.get(agent.device),
         )
+        if (station_id := coordinator.telemetry.device_ids.get(agent.device)) is not None:
+            self._attr_device_info["via_device_id"] = station_id
 
     @property
     def agent_view(self) -> AgentView | None:

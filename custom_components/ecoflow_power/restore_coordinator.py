@@ -10,6 +10,7 @@ still owed a wake-up across restarts.
 from __future__ import annotations
 
 from collections.abc import Mapping
+from dataclasses import asdict
 from datetime import datetime
 import logging
 from typing import TYPE_CHECKING, Any
@@ -176,16 +177,14 @@ class WakeCoordinator:
         committed = self._committed_agents()
         for agent_id in committed - self._committed:
             agent = self.policy.agents.get(agent_id)
-            planner = self.planners.get(agent.device) if agent else None
-            if planner is not None:
-                planner.note_committed(agent_id)
+            if agent is not None and (station := self.planners.get(agent.device)) is not None:
+                station.note_committed(agent_id)
         self._committed = committed
         online = self._agents_online()
         for agent_id in online - self._online:
             agent = self.policy.agents.get(agent_id)
-            planner = self.planners.get(agent.device) if agent else None
-            if planner is not None:
-                self._run(agent.device, planner.host_online(agent_id))
+            if agent is not None and (station := self.planners.get(agent.device)) is not None:
+                self._run(agent.device, station.host_online(agent_id))
         self._online = online
         self._schedule()
 
@@ -256,6 +255,10 @@ class WakeCoordinator:
 
     def diagnostics(self) -> dict[str, Any]:
         return {
-            sn: {"settings": planner.settings, "owed": list(planner.owed), "waking": planner.waking}
+            sn: {
+                "settings": asdict(planner.settings),
+                "owed": list(planner.owed),
+                "waking": planner.waking,
+            }
             for sn, planner in self.planners.items()
         }

@@ -17,7 +17,7 @@ import hashlib
 import hmac
 import json
 import re
-from typing import Any, Final
+from typing import Any, Final, TypeIs
 import unicodedata
 
 PROTOCOL_VERSION: Final = 1  # the `v` of commands, acks and statuses (unchanged in protocol 2)
@@ -286,7 +286,7 @@ def _load_object(payload: bytes | str) -> dict[str, Any] | None:
     return obj if isinstance(obj, dict) else None
 
 
-def _is_uint(value: object) -> bool:
+def _is_uint(value: object) -> TypeIs[int]:
     return isinstance(value, int) and not isinstance(value, bool) and value >= 0
 
 
@@ -307,7 +307,7 @@ def parse_ack(payload: bytes | str, secret: str) -> Ack | None:
     if execute_in is not None and not _is_uint(execute_in):
         return None
     try:
-        status = AckStatus(obj.get("status"))
+        status = AckStatus(str(obj.get("status")))
         job_state = None if job is None else JobState(job)
     except ValueError:
         return None
@@ -347,8 +347,8 @@ def parse_status(payload: bytes | str, secret: str) -> AgentStatus | None:
     if broadcast is not None and not (isinstance(broadcast, str) and _IPV4_RE.match(broadcast)):
         return None
     try:
-        state = AgentState(obj.get("state"))
-        platform = AgentPlatform(obj.get("platform"))
+        state = AgentState(str(obj.get("state")))
+        platform = AgentPlatform(str(obj.get("platform")))
         job_state = None if job is None else JobState(job)
     except ValueError:
         return None
