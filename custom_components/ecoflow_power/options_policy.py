@@ -7,7 +7,6 @@ trusts: a value it refuses is an error in the form, never a saved option.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import fields
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
@@ -26,8 +25,6 @@ from .selectors import number_selector, seconds_selector, station_selector
 
 if TYPE_CHECKING:
     from .runtime import EcoflowConfigEntry
-
-_SETTING_FIELDS = frozenset(f.name for f in fields(PolicySettings))
 
 
 def stored_policy_settings(stored: Mapping[str, Any]) -> PolicySettings:
@@ -59,9 +56,9 @@ def settings_from_form(user_input: Mapping[str, Any]) -> dict[str, Any]:
         "dry_run": bool(user_input["dry_run"]),
     }
     for name in ("restore_confirm_sec", "estimate_margin_sec"):
-        if name in _SETTING_FIELDS and name in user_input:
+        if name in user_input:
             settings[name] = int(user_input[name])
-    if "blind_mode" in _SETTING_FIELDS and "blind_mode" in user_input:
+    if "blind_mode" in user_input:
         settings["blind_mode"] = bool(user_input["blind_mode"])
     return settings
 
