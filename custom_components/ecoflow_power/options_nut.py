@@ -13,7 +13,6 @@ from homeassistant.helpers.selector import (
     NumberSelector,
     NumberSelectorConfig,
     NumberSelectorMode,
-    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -46,6 +45,7 @@ from .nut.config import (
     is_valid_username,
 )
 from .nut.protocol import DEFAULT_PORT
+from .selectors import number_selector, seconds_selector, station_selector
 
 if TYPE_CHECKING:
     from .runtime import EcoflowConfigEntry
@@ -180,15 +180,7 @@ class NutOptionsMixin:
             step_id="nut_station",
             data_schema=probatio.Schema(
                 {
-                    probatio.Required(CONF_STATION): SelectSelector(
-                        SelectSelectorConfig(
-                            options=[
-                                SelectOptionDict(value=sn, label=label)
-                                for sn, label in stations.items()
-                            ],
-                            mode=SelectSelectorMode.DROPDOWN,
-                        )
-                    )
+                    probatio.Required(CONF_STATION): station_selector(stations),
                 }
             ),
         )
@@ -242,20 +234,8 @@ class NutOptionsMixin:
                         mode=SelectSelectorMode.LIST,
                     )
                 ),
-                probatio.Optional(NUT_SOC_THRESHOLD): NumberSelector(
-                    NumberSelectorConfig(
-                        min=1, max=95, step=1, unit_of_measurement="%", mode=NumberSelectorMode.BOX
-                    )
-                ),
-                probatio.Optional(NUT_DELAY): NumberSelector(
-                    NumberSelectorConfig(
-                        min=0,
-                        max=3600,
-                        step=1,
-                        unit_of_measurement="s",
-                        mode=NumberSelectorMode.BOX,
-                    )
-                ),
+                probatio.Optional(NUT_SOC_THRESHOLD): number_selector(1, 95, "%"),
+                probatio.Optional(NUT_DELAY): seconds_selector(0, 3600),
             }
         )
         return self.async_show_form(

@@ -7,13 +7,6 @@ from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
 from homeassistant.helpers.selector import (
-    NumberSelector,
-    NumberSelectorConfig,
-    NumberSelectorMode,
-    SelectOptionDict,
-    SelectSelector,
-    SelectSelectorConfig,
-    SelectSelectorMode,
     TextSelector,
 )
 import probatio
@@ -30,17 +23,10 @@ from .const import (
     WAKE_PORT,
 )
 from .restore_coordinator import wake_settings_for
+from .selectors import number_selector, station_selector
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$")
-
-
-def _box(minimum: float, maximum: float, unit: str) -> NumberSelector:
-    return NumberSelector(
-        NumberSelectorConfig(
-            min=minimum, max=maximum, step=1, unit_of_measurement=unit, mode=NumberSelectorMode.BOX
-        )
-    )
 
 
 class RestoreOptionsSteps(OptionsFlow):
@@ -59,15 +45,11 @@ class RestoreOptionsSteps(OptionsFlow):
         if user_input is not None or len(stations) == 1:
             self._restore_station = user_input[CONF_STATION] if user_input else next(iter(stations))
             return await self.async_step_restore_settings()
-        selector = SelectSelector(
-            SelectSelectorConfig(
-                options=[SelectOptionDict(value=sn, label=label) for sn, label in stations.items()],
-                mode=SelectSelectorMode.DROPDOWN,
-            )
-        )
         return self.async_show_form(
             step_id="restore",
-            data_schema=probatio.Schema({probatio.Required(CONF_STATION): selector}),
+            data_schema=probatio.Schema(
+                {probatio.Required(CONF_STATION): station_selector(stations)}
+            ),
         )
 
     async def async_step_restore_settings(
@@ -89,11 +71,15 @@ class RestoreOptionsSteps(OptionsFlow):
         schema = probatio.Schema(
             {
                 probatio.Required("enabled", default=current.enabled): bool,
-                probatio.Required("stable_min", default=current.stable_sec // 60): _box(
+                probatio.Required("stable_min", default=current.stable_sec // 60): number_selector(
                     1, 240, "min"
                 ),
-                probatio.Required("restart_soc", default=current.restart_soc): _box(0, 100, "%"),
-                probatio.Required("gap_sec", default=current.gap_sec): _box(0, 3600, "s"),
+                probatio.Required("restart_soc", default=current.restart_soc): number_selector(
+                    0, 100, "%"
+                ),
+                probatio.Required("gap_sec", default=current.gap_sec): number_selector(
+                    0, 3600, "s"
+                ),
             }
         )
         return self.async_show_form(
@@ -131,18 +117,15 @@ class RestoreOptionsSteps(OptionsFlow):
                 else:
                     targets.pop(agent_id, None)  # back to what the agent reports
                 return self.async_create_entry(data={**options, CONF_WAKE_TARGETS: targets})
-        selector = SelectSelector(
-            SelectSelectorConfig(
-                options=[SelectOptionDict(value=a, label=a) for a in agents],
-                mode=SelectSelectorMode.DROPDOWN,
-            )
-        )
+        selector = station_selector({agent_id: agent_id for agent_id in agents})
         schema = probatio.Schema(
             {
                 probatio.Required(CONF_AGENT_ID): selector,
                 probatio.Optional(WAKE_MAC): TextSelector(),
                 probatio.Optional(WAKE_BROADCAST): TextSelector(),
-                probatio.Optional(WAKE_PORT, default=DEFAULT_WAKE_PORT): _box(1, 65535, ""),
+                probatio.Optional(WAKE_PORT, default=DEFAULT_WAKE_PORT): number_selector(
+                    1, 65535, ""
+                ),
             }
         )
         return self.async_show_form(step_id="wake_target", data_schema=schema, errors=errors)
