@@ -11,10 +11,16 @@ import json
 from pathlib import Path
 import re
 from typing import Any
+from unittest.mock import AsyncMock
 
+from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType, section
 import pytest
 
 from custom_components.ecoflow_power.config_flow import REGION_TITLES
+from custom_components.ecoflow_power.const import CONF_AGENTS
+
+from .conftest import RIVER3_SN, make_entry
 
 EN = json.loads(
     (
@@ -44,8 +50,8 @@ DEVELOPER_WORDING = [
 def _fields(texts: dict[str, Any], where: str) -> list[tuple[str, str, dict[str, Any]]]:
     """(where, field, texts) of a step's fields, sections included."""
     fields = [(where, name, texts) for name in texts.get("data", {})]
-    for name, section in texts.get("sections", {}).items():
-        fields += _fields(section, f"{where}.{name}")
+    for name, part in texts.get("sections", {}).items():
+        fields += _fields(part, f"{where}.{name}")
     return fields
 
 
@@ -70,9 +76,9 @@ def test_every_step_has_a_title_and_a_description(
 ) -> None:
     assert texts.get("title", "").strip(), f"{flow}.{step_id} has no title"
     assert texts.get("description", "").strip(), f"{flow}.{step_id} has a title alone"
-    for name, section in texts.get("sections", {}).items():
-        assert section.get("name", "").strip(), f"{flow}.{step_id}.{name} has no name"
-        assert section.get("description", "").strip(), f"{flow}.{step_id}.{name}"
+    for name, part in texts.get("sections", {}).items():
+        assert part.get("name", "").strip(), f"{flow}.{step_id}.{name} has no name"
+        assert part.get("description", "").strip(), f"{flow}.{step_id}.{name}"
 
 
 @pytest.mark.parametrize(("flow", "step_id", "texts"), STEPS, ids=[f"{f}.{s}" for f, s, _ in STEPS])
@@ -105,3 +111,67 @@ def test_region_names_are_capitalised() -> None:
     assert len(names) == 6
     for name in names:
         assert name[0].isupper(), name
+
+
+def _assert_shown_fields_have_texts(result: dict[str, Any]) -> None:
+    """The fields a form really shows are the ones en.json describes."""
+    assert result["type"] is FlowResultType.FORM, result
+    texts = EN["options"]["step"][result["step_id"]]
+    _assert_schema_described(texts, result["data_schema"], f"options.{result['step_id']}")
+
+
+def _assert_schema_described(texts: dict[str, Any], schema: Any, where: str) -> None:
+    for marker, value in schema.schema.items():
+        name = str(marker)
+        if isinstance(value, section):
+            _assert_schema_described(texts["sections"][name], value.schema, f"{where}.{name}")
+            continue
+        assert texts.get("data", {}).get(name), f"{where}: {name} has no label"
+        assert texts.get("data_description", {}).get(name), f"{where}: {name} has no text"
+
+
+# Menu choices, then what to submit on each form before the one to check.
+OPTION_PATHS: list[tuple[list[str], list[dict[str, Any]]]] = [
+    (["telemetry"], []),
+    (["policy"], [{"station": RIVER3_SN}]),
+    (["sentinel"], [{"station": RIVER3_SN}]),
+    (["add_agent"], []),
+    (["edit_agent"], [{"agent_id": "nas"}]),
+    (["remove_agent"], []),
+    (["restore"], [{"station": RIVER3_SN}]),
+    (["wake_target"], []),
+    (["nut", "nut_server"], []),
+    (["nut", "nut_station"], [{"station": RIVER3_SN}]),
+    (["nut", "nut_add_user"], []),
+]
+
+
+async def test_every_field_an_options_form_shows_has_its_texts(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session
+) -> None:
+    entry = make_entry(
+        **{CONF_AGENTS: {"nas": {"device": RIVER3_SN, "secret": "s"}}},
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    seen: set[str] = set()
+    for menus, submissions in OPTION_PATHS:
+        result = await hass.config_entries.options.async_init(entry.entry_id)
+        for choice in menus:
+            assert result["type"] is FlowResultType.MENU
+            result = await hass.config_entries.options.async_configure(
+                result["flow_id"], {"next_step_id": choice}
+            )
+        _assert_shown_fields_have_texts(result)
+        seen.add(result["step_id"])
+        for submission in submissions:
+            result = await hass.config_entries.options.async_configure(
+                result["flow_id"], submission
+            )
+            _assert_shown_fields_have_texts(result)
+            seen.add(result["step_id"])
+        hass.config_entries.options.async_abort(result["flow_id"])
+    forms = {step_id for step_id, texts in EN["options"]["step"].items() if "data" in texts}
+    # Forms reached only after saving (the secret, a created user) or with users present.
+    assert forms - seen <= {"nut_remove_user"}, forms - seen
