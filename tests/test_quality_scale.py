@@ -115,3 +115,23 @@ def test_claimed_files_and_flows_exist() -> None:
     for rule, holds in claims.items():
         if status(rule) == "done":
             assert holds, rule
+
+
+def test_claimed_behaviours_have_their_code_and_tests() -> None:
+    """Rules whose truth lives in code: the code and the test that shows it are there."""
+    tests = ROOT / "tests" / "integration"
+    setup = (INTEGRATION / "__init__.py").read_text()
+    session = (INTEGRATION / "ecoflow" / "mqtt_session.py").read_text()
+    claims = {
+        "stale-devices": "async def async_remove_entry(" in setup
+        and "async_remove_stale_devices(" in setup
+        and (tests / "test_stale_devices.py").exists(),
+        "log-when-unavailable": "_outage_logged" in session
+        and (tests / "test_silent_station_log.py").exists(),
+        "strict-typing": ".venv/bin/mypy" in (ROOT / "scripts" / "lint").read_text()
+        and "disallow_untyped_defs = true" in (ROOT / "pyproject.toml").read_text(),
+        "config-flow": (tests / "test_form_texts.py").exists(),
+    }
+    for rule, holds in claims.items():
+        if status(rule) == "done":
+            assert holds, rule

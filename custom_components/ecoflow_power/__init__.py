@@ -25,6 +25,11 @@ from .device_selection import devices_to_manage
 from .ecoflow.api import DeviceInfo, EcoflowApiClient
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .entity import station_device_info
+from .entry_cleanup import (
+    async_remove_entry_repairs,
+    async_remove_entry_storage,
+    async_remove_stale_devices,
+)
 from .issues import ISSUE_DEVICES_UNKNOWN, clear_repair, raise_repair
 from .nut_server import async_setup_nut
 from .policy_coordinator import PolicyCoordinator
@@ -51,14 +56,15 @@ async def async_setup(hass: HomeAssistant, config: ConfigType) -> bool:
 
 async def _async_known_account(
     hass: HomeAssistant, entry: EcoflowConfigEntry, client: EcoflowApiClient, cache: DeviceCache
-) -> list[DeviceInfo]:
-    """The account's devices without depending on the cloud.
+) -> tuple[list[DeviceInfo], bool]:
+    """The account's devices without depending on the cloud, and whether the account is known.
 
     The cache when it has any; else one short attempt at the cloud; else the
     serials the user selected (names and models follow once the cloud answers).
+    Only the selection is a guess: it says nothing of what the account holds.
     """
     if await cache.async_load():
-        return cache.devices
+        return cache.devices, True
     try:
         async with asyncio.timeout(FIRST_LIST_TIMEOUT):
             account = await client.devices()
@@ -70,15 +76,15 @@ async def _async_known_account(
     else:
         cache.set_account(account)
         await cache.async_save()
-        return account
-    return devices_from_selection(list(entry.options.get(CONF_DEVICES, [])))
+        return account, True
+    return devices_from_selection(list(entry.options.get(CONF_DEVICES, []))), False
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
     """Start entities and policies from what is stored; the cloud connects in the background."""
     client = client_from_data(hass, entry.data)
     cache = DeviceCache(hass, entry.entry_id)
-    account = await _async_known_account(hass, entry, client, cache)
+    account, account_known = await _async_known_account(hass, entry, client, cache)
     devices = devices_to_manage(entry, account)
     issue_id = f"{ISSUE_DEVICES_UNKNOWN}_{entry.entry_id}"
     if devices:
@@ -97,6 +103,9 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
             config_entry_id=entry.entry_id, **station_device_info(telemetry, sn)
         )
         telemetry.device_ids[sn] = device.id
+    # Stations that left the account or the selection, agents removed in the
+    # options: their devices go (the entry reloads on both changes).
+    async_remove_stale_devices(hass, entry, telemetry.devices if account_known else None)
     await telemetry.async_start()
     entry.async_on_unload(telemetry.async_stop)
     entry.async_on_unload(cache.async_save)
@@ -130,6 +139,12 @@ async def async_remove_config_entry_device(
         domain == DOMAIN and (identifier in telemetry.devices or identifier in agents)
         for domain, identifier in device.identifiers
     )
+
+
+async def async_remove_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> None:
+    """A deleted entry takes its repairs and its storage files with it."""
+    async_remove_entry_repairs(hass, entry)
+    await async_remove_entry_storage(hass, entry.entry_id)
 
 
 async def async_migrate_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:

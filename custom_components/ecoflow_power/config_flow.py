@@ -59,7 +59,12 @@ from .const import (
 )
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
-from .ecoflow.errors import EcoflowAuthError, EcoflowConnectionError, EcoflowError
+from .ecoflow.errors import (
+    EcoflowAuthError,
+    EcoflowConnectionError,
+    EcoflowError,
+    EcoflowRateLimitError,
+)
 from .options_nut import NutOptionsMixin
 from .options_policy import PolicyOptionsMixin
 from .options_restore import RestoreOptionsSteps
@@ -76,7 +81,7 @@ if TYPE_CHECKING:
 
 _LOGGER = logging.getLogger(__name__)
 
-REGION_TITLES = {Region.EU: "Europe", Region.US: "Americas", Region.GLOBAL: "global"}
+REGION_TITLES = {Region.EU: "Europe", Region.US: "Americas", Region.GLOBAL: "Global"}
 SECRET_TEXT = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
 
 
@@ -189,9 +194,12 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
             raise CannotValidate("invalid_auth") from err
         except EcoflowConnectionError as err:
             raise CannotValidate("cannot_connect") from err
+        except EcoflowRateLimitError as err:
+            raise CannotValidate("rate_limited") from err
         except EcoflowError as err:
-            _LOGGER.debug("EcoFlow refused the sign-in: %s", err)
-            raise CannotValidate("service_error", {"error": str(err)}) from err
+            # The form says what to do; EcoFlow's answer (codes, no secrets) is for the log.
+            _LOGGER.warning("EcoFlow could not complete the sign-in: %s", err)
+            raise CannotValidate("service_error") from err
         if not devices:
             raise CannotValidate("no_devices")
         return account_unique_id(credentials.username), devices

@@ -106,6 +106,9 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         )
         self.cloud_connected = False
         self._disconnected_since: float | None = now_ts()
+        self._connected_since: float | None = None
+        # Stations logged as silent while the cloud was up (logged again once back).
+        self._silent: set[str] = set()
         self._unsubscribers: list[CALLBACK_TYPE] = []
         self._telemetry_listeners: list[Callable[[str, PowerState], None]] = []
         self._link_listeners: list[Callable[[bool], None]] = []
@@ -197,7 +200,10 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         accepted = previous is None or state.updated_at != previous.updated_at
         if not (changed or accepted):
             return
-        if state.updated_at is not None and (previous is None or previous.updated_at is None):
+        if message.sn in self._silent and state.updated_at is not None:
+            self._silent.discard(message.sn)
+            _LOGGER.info("%s sends telemetry again", self._station_name(message.sn))
+        elif state.updated_at is not None and (previous is None or previous.updated_at is None):
             _LOGGER.info(
                 "Receiving telemetry from %s (%s)",
                 self.devices[message.sn].device_name or self.models[message.sn].name,
@@ -247,9 +253,12 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         self.cloud_connected = connected
         if connected:
             self._disconnected_since = None
+            self._connected_since = now_ts()
             clear_repair(self.hass, self._cloud_issue_id)
-        elif self._disconnected_since is None:
-            self._disconnected_since = now_ts()
+        else:
+            self._connected_since = None
+            if self._disconnected_since is None:
+                self._disconnected_since = now_ts()
         for listener in list(self._link_listeners):
             listener(connected)
         self.async_update_listeners()
@@ -266,6 +275,32 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
             # Availability depends on the clock, not only on data: re-evaluate.
             self.async_update_listeners()
         self._update_cloud_issue()
+        self._log_silent_stations()
+
+    def _station_name(self, sn: str) -> str:
+        return self.devices[sn].device_name or self.models[sn].name
+
+    def _log_silent_stations(self) -> None:
+        """Log once a station that stopped sending while the cloud is up.
+
+        Only once the cloud has been up for a whole stale timeout: right after
+        a reconnect every station is stale until its next message, and a
+        cloud outage is logged by the session, not once per station.
+        """
+        since = self._connected_since
+        if since is None or now_ts() - since < self.stale_after_sec:
+            return
+        for sn in self.trackers:
+            if sn in self._silent or self.is_fresh(sn):
+                continue
+            self._silent.add(sn)
+            age = self.seconds_since_update(sn)
+            _LOGGER.info(
+                "%s sends no telemetry (%s) while the EcoFlow cloud is connected; "
+                "check its Wi-Fi and power",
+                self._station_name(sn),
+                f"last seen {int(age)} s ago" if age is not None else "none since the start",
+            )
 
     def _update_cloud_issue(self) -> None:
         since = self._disconnected_since

@@ -263,6 +263,71 @@ async def test_survives_a_broker_restart(world: World) -> None:
     assert session.stats.credential_refreshes == 0
 
 
+def session_records(caplog: pytest.LogCaptureFixture, level: int) -> list[str]:
+    return [
+        r.getMessage()
+        for r in caplog.records
+        if r.name.endswith("ecoflow.mqtt_session") and r.levelno == level
+    ]
+
+
+async def test_a_long_outage_is_logged_once_when_it_starts_and_once_when_it_ends(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Reconnect attempts go to debug: hours without the cloud are two lines, not hundreds."""
+    caplog.set_level(logging.DEBUG)
+    session = world.session()
+    await session.start()
+    await wait_for(lambda: session.connected)
+    assert session_records(caplog, logging.INFO) == [
+        f"Connected to EcoFlow broker {world.broker.host}:{world.broker.port}"
+    ]
+    caplog.clear()
+
+    await asyncio.to_thread(world.broker.stop)
+    await wait_for(
+        lambda: (
+            len([m for m in session_records(caplog, logging.DEBUG) if "attempt failed" in m]) >= 3
+        )
+    )
+    await asyncio.to_thread(world.broker.start)
+    await wait_for(lambda: session.connected)
+    infos = session_records(caplog, logging.INFO)
+    assert len(infos) == 2, infos
+    assert infos[0].startswith("EcoFlow cloud connection unavailable (connection lost")
+    assert infos[1] == (
+        f"EcoFlow cloud connection is back (broker {world.broker.host}:{world.broker.port})"
+    )
+    assert not session_records(caplog, logging.WARNING)
+    assert not session_records(caplog, logging.ERROR)
+
+    # The next outage is logged again: the flag was reset by the return.
+    caplog.clear()
+    await asyncio.to_thread(world.broker.restart)
+    await wait_for(lambda: session.connected and session.stats.reconnects >= 2)
+    await wait_for(lambda: len(session_records(caplog, logging.INFO)) == 2)
+    infos = session_records(caplog, logging.INFO)
+    assert "unavailable" in infos[0]
+    assert "is back" in infos[1]
+
+
+async def test_refused_api_keys_are_a_single_warning_while_retrying(
+    world: World, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    world.api = EcoflowApiClient(
+        world.http, ACCESS_KEY, "sk-wrong-SECRET", base_url=world.standin.url
+    )
+    session = world.session()
+    await session.start()
+    await wait_for(lambda: world.standin.cloud.calls.get("/iot-open/sign/certification", 0) >= 3)
+    warnings = session_records(caplog, logging.WARNING)
+    assert len(warnings) == 1, warnings
+    assert "refused the API keys" in warnings[0]
+    assert not session_records(caplog, logging.INFO)
+    assert not session_records(caplog, logging.ERROR)
+
+
 async def test_refused_credentials_are_refreshed(
     world: World, caplog: pytest.LogCaptureFixture
 ) -> None:

@@ -28,6 +28,7 @@ from custom_components.ecoflow_power.ecoflow.api import MqttCredentials, Region
 from custom_components.ecoflow_power.ecoflow.errors import (
     EcoflowAuthError,
     EcoflowConnectionError,
+    EcoflowRateLimitError,
     EcoflowServiceError,
 )
 
@@ -103,6 +104,7 @@ async def test_custom_base_url_is_used_and_named_in_the_title(
     [
         (EcoflowConnectionError("timeout"), "cannot_connect"),
         (EcoflowServiceError("500", "busy"), "service_error"),
+        (EcoflowRateLimitError("EcoFlow API rate limit reached (HTTP 429)"), "rate_limited"),
     ],
 )
 async def test_user_step_errors_recover(

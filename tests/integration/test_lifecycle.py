@@ -122,7 +122,7 @@ async def test_new_device_on_the_account_is_picked_up(
     assert entry.runtime_data.telemetry.models[new.sn].name == "River 3 Plus"
 
 
-async def test_removed_device_can_be_deleted_from_the_ui(
+async def test_only_a_device_no_longer_managed_can_be_deleted_from_the_ui(
     hass: HomeAssistant, mock_client: AsyncMock, fake_session
 ) -> None:
     entry = make_entry()
@@ -132,12 +132,12 @@ async def test_removed_device_can_be_deleted_from_the_ui(
     river = registry.async_get_device_by_identifier((DOMAIN, RIVER3_SN), entry.entry_id)
     # While managed, a station cannot be deleted.
     assert await async_remove_device(hass, entry, delta.id) is False
-    mock_client.devices.return_value = [ACCOUNT[0]]
-    assert await hass.config_entries.async_reload(entry.entry_id)
-    await hass.async_block_till_done()
-    assert DELTA2_SN not in entry.runtime_data.telemetry.devices
-    assert await async_remove_device(hass, entry, delta.id) is True
     assert await async_remove_device(hass, entry, river.id) is False
+    # A device of ours the entry does not manage (one left by another version, say).
+    leftover = registry.async_get_or_create(
+        config_entry_id=entry.entry_id, identifiers={(DOMAIN, "R631ZAB5XXXX0009")}
+    )
+    assert await async_remove_device(hass, entry, leftover.id) is True
 
 
 async def async_remove_device(hass: HomeAssistant, entry: MockConfigEntry, device_id: str) -> bool:

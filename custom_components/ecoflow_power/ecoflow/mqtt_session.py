@@ -158,6 +158,8 @@ class CloudMqttSession:
         self._tasks: set[asyncio.Task[Any]] = set()
         self._running = False
         self._certifications = 0
+        # True from the first failure logged until the session connects again.
+        self._outage_logged = False
 
     # -- public -----------------------------------------------------------------
 
@@ -228,6 +230,25 @@ class CloudMqttSession:
             except Exception:
                 _LOGGER.exception("connection-change callback failed")
 
+    def _log_failure(
+        self, reason: str, *, level: int = logging.INFO, exc_info: bool = False
+    ) -> None:
+        """The first failure since the cloud was last reachable is logged; later attempts at debug.
+
+        A cloud that stays away for hours retries every few minutes: one line
+        says it went, one (in _connect_and_listen) says it is back.
+        """
+        if self._outage_logged:
+            _LOGGER.debug("EcoFlow cloud reconnect attempt failed: %s", reason, exc_info=exc_info)
+            return
+        self._outage_logged = True
+        _LOGGER.log(
+            level,
+            "EcoFlow cloud connection unavailable (%s); reconnecting in the background",
+            reason,
+            exc_info=exc_info,
+        )
+
     async def _connection_loop(self) -> None:
         failures = 0
         while True:
@@ -238,35 +259,40 @@ class CloudMqttSession:
                     failures = 0
                 await self._connect_and_listen()
                 # Only returns after a clean end of the message stream.
+                self._log_failure("the broker ended the session")
             except EcoflowAuthError as err:
                 self.stats.last_error = str(err)
-                _LOGGER.error("EcoFlow refused the API keys; retrying later: %s", err)
+                self._log_failure(f"EcoFlow refused the API keys: {err}", level=logging.WARNING)
             except EcoflowError as err:
                 self.stats.last_error = str(err)
-                _LOGGER.warning("Cannot fetch EcoFlow MQTT credentials: %s", err)
+                self._log_failure(f"cannot fetch the MQTT credentials: {err}")
             except aiomqtt.MqttError as err:
                 self.stats.last_error = f"{type(err).__name__}: {err}"
                 if is_refused_credentials(err):
                     self.stats.refusals += 1
                     # Forget them so the next attempt starts with fresh ones.
                     self._credentials = None
-                    _LOGGER.info("EcoFlow broker refused the credentials; refreshing them")
+                    self._log_failure("the broker refused the credentials; refreshing them")
                 else:
-                    _LOGGER.info("EcoFlow MQTT connection lost: %s", err)
+                    self._log_failure(f"connection lost: {err}")
             except OSError as err:
                 self.stats.last_error = f"{type(err).__name__}"
-                _LOGGER.info("EcoFlow MQTT connection failed: %s", type(err).__name__)
+                self._log_failure(f"connection failed: {type(err).__name__}")
             except Exception as err:
                 # The session is what keeps a UPS informed: log and retry
                 # rather than die on something unforeseen.
                 self.stats.last_error = f"{type(err).__name__}"
-                _LOGGER.exception("Unexpected error in the EcoFlow MQTT session")
+                self._log_failure(
+                    f"unexpected error: {type(err).__name__}", level=logging.ERROR, exc_info=True
+                )
             finally:
                 self._client = None
                 self._subscribed.clear()
                 self._set_connected(False)
             failures = 1 if self.stats.connects > connects_before else failures + 1
-            await asyncio.sleep(self._backoff.next_delay())
+            delay = self._backoff.next_delay()
+            _LOGGER.debug("Next EcoFlow cloud connection attempt in %.1f s", delay)
+            await asyncio.sleep(delay)
 
     async def _refresh_credentials(self) -> None:
         credentials = await self._api.certification()
@@ -308,9 +334,17 @@ class CloudMqttSession:
                 self._client = client
                 await self._sync_subscriptions(client)
                 self._set_connected(True)
-                _LOGGER.info(
-                    "Connected to EcoFlow broker %s:%s", credentials.host, credentials.port
-                )
+                if self._outage_logged:
+                    self._outage_logged = False
+                    _LOGGER.info(
+                        "EcoFlow cloud connection is back (broker %s:%s)",
+                        credentials.host,
+                        credentials.port,
+                    )
+                else:  # the first connection: every later one follows a logged outage
+                    _LOGGER.info(
+                        "Connected to EcoFlow broker %s:%s", credentials.host, credentials.port
+                    )
                 snapshots = self._spawn(self._snapshot_loop(client), "ecoflow-snapshot-requests")
                 try:
                     async for message in client.messages:
