@@ -15,7 +15,9 @@ from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
+    SensorStateClass,
 )
+from homeassistant.const import EntityCategory, UnitOfTime
 
 from .entity import utc_datetime
 from .policy.protocol import AckStatus, AgentState, CommandAction
@@ -86,6 +88,25 @@ AGENT_SENSORS = (
         device_class=SensorDeviceClass.TIMESTAMP,
         value_fn=lambda view: utc_datetime(view.last_command_at),
     ),
+    # protocol 2: when the host starts its own shutdown if no newer lease reaches it
+    AgentSensorDescription(
+        key="lease_deadline",
+        translation_key="lease_deadline",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda view: utc_datetime(view.shutdown_by),
+    ),
+)
+
+# The agent's clock minus Home Assistant's, from its last prompt answer (the
+# lease publisher keeps it, not the engine): unknown until it has answered.
+AGENT_CLOCK_OFFSET = SensorEntityDescription(
+    key="clock_offset",
+    translation_key="clock_offset",
+    device_class=SensorDeviceClass.DURATION,
+    state_class=SensorStateClass.MEASUREMENT,
+    native_unit_of_measurement=UnitOfTime.SECONDS,
+    suggested_display_precision=0,
+    entity_category=EntityCategory.DIAGNOSTIC,
 )
 
 AGENT_ONLINE = BinarySensorEntityDescription(
@@ -117,6 +138,14 @@ class AgentSensor(EcoflowAgentEntity, SensorEntity):
         return {"command_id": view.last_command_id or "", "detail": view.last_ack_detail}
 
 
+class AgentClockOffsetSensor(EcoflowAgentEntity, SensorEntity):
+    """Seconds the agent's clock is ahead (+) or behind (-) Home Assistant's."""
+
+    @property
+    def native_value(self) -> float | None:
+        return self.coordinator.leases.clock_offsets.get(self.agent_id)
+
+
 class AgentOnlineBinarySensor(EcoflowAgentEntity, BinarySensorEntity):
     """From the agent's retained status and its last will; unknown until it speaks."""
 
@@ -136,6 +165,9 @@ def policy_sensors(policy: PolicyCoordinator) -> list[SensorEntity]:
         AgentSensor(policy, agent_id, description)
         for agent_id in policy.agents
         for description in AGENT_SENSORS
+    ]
+    entities += [
+        AgentClockOffsetSensor(policy, agent_id, AGENT_CLOCK_OFFSET) for agent_id in policy.agents
     ]
     return entities
 
