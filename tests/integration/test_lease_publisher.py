@@ -191,28 +191,49 @@ async def test_leases_of_removed_agents_are_cleared(broker: MosquittoBroker, loa
     assert read_retained(broker, TOPIC, timeout=2) is not None
 
 
-async def test_agent_shows_its_lease_deadline_while_on_battery(
-    hass: HomeAssistant, broker: MosquittoBroker, loaded
+async def test_agent_shows_the_lease_deadline_it_holds_while_on_battery(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
 ) -> None:
-    _entry, session = loaded
+    entry, session = loaded
     entity_id = "sensor.agent_nas_lease_deadline"
+
+    def shown() -> float | None:
+        state = hass.states.get(entity_id).state
+        return None if state == "unknown" else dt_util.parse_datetime(state).timestamp()
+
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
-    assert hass.states.get(entity_id).state == "unknown"
+    assert shown() is None
 
     # the retained lease of the grid, then the one of the outage
     async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
-        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=40))
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=60))
         messages = await subscriber.messages()
     lease = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
     assert lease is not None
     assert lease.grid == "on_battery"
     assert lease.shutdown_by is not None
-    # the deadline the host holds, as a timestamp
-    shown = hass.states.get(entity_id).state
-    assert dt_util.parse_datetime(shown).timestamp() == pytest.approx(lease.shutdown_by, abs=1)
+    assert shown() == lease.shutdown_by
 
-    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=40))
-    assert hass.states.get(entity_id).state == "unknown"
+    # Each reading on battery moves the engine's own figure later; the host
+    # still holds the earlier deadline until the next refresh, and so does
+    # the entity.
+    await _advance(hass, freezer, 5)
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=60))
+    engine_by = entry.runtime_data.policy.data[DELTA2_SN].agents["nas"].shutdown_by
+    assert engine_by is not None
+    assert engine_by >= lease.shutdown_by + 4
+    assert shown() == lease.shutdown_by
+    async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+        await _advance(hass, freezer, LEASE_REFRESH_SEC)
+        messages = await subscriber.messages()
+    refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+    assert refreshed is not None
+    assert refreshed.shutdown_by is not None
+    assert refreshed.shutdown_by > lease.shutdown_by
+    assert shown() == refreshed.shutdown_by
+
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=60))
+    assert shown() is None
 
 
 async def test_clock_offset_appears_after_an_ack_from_a_skewed_agent(
