@@ -14,6 +14,7 @@ import json
 import re
 import time
 
+from homeassistant.util import dt as dt_util
 import pytest
 
 from custom_components.ecoflow_power.policy.lease import (
@@ -58,6 +59,7 @@ async def test_home_assistant_gone_during_an_outage_the_host_shuts_down_at_its_l
     await env.wait_entity(env.grid_entity(sn), "off", within=10)
     # The agent holds an on-battery lease with a deadline (and says so).
     await env.wait(lambda: LEASE_LINE.search(agent.log()), 10, "an on-battery lease at the agent")
+    shown = env.state("sensor.agent_nas_lease_deadline")
 
     # Home Assistant goes down: our entry and HA's MQTT client with it. No
     # newer lease can come; the last one stays retained on the broker.
@@ -79,6 +81,9 @@ async def test_home_assistant_gone_during_an_outage_the_host_shuts_down_at_its_l
     held = LEASE_LINE.findall(agent.log())[-1]
     assert held == (str(lease.shutdown_by), str(lease.issued_at)), env.report()
     assert lease.shutdown_by > stopped_at + 10, (lease, stopped_at)
+    # ... and Home Assistant showed it before it went.
+    assert shown not in (None, "unknown", "unavailable"), env.report()
+    assert dt_util.parse_datetime(shown).timestamp() == lease.shutdown_by
 
     # Nothing before shutdown_by; the own shutdown (dry run) right after it.
     def acted() -> bool:
