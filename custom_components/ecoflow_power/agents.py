@@ -22,6 +22,9 @@ AGENT_DELAY = "delay_sec"
 # of them ("all", default) or any one must be critical for its shutdown.
 AGENT_FEEDS = "feeds"
 AGENT_FEED_RULE = "feed_rule"
+# The host runs Home Assistant or the broker: it shuts down last, and every
+# other host of its station gets fsd first (stored only when set).
+AGENT_INFRASTRUCTURE = "infrastructure"
 
 
 def agent_device_identifier(agent_id: str) -> str:
@@ -77,6 +80,7 @@ def agents_from_options(
                     secret=data[AGENT_SECRET],
                     soc_threshold=data.get(AGENT_SOC_THRESHOLD),
                     delay_sec=data.get(AGENT_DELAY),
+                    infrastructure=data.get(AGENT_INFRASTRUCTURE) is True,
                     feeds=tuple(
                         sn for sn in data.get(AGENT_FEEDS) or () if sn != data[AGENT_DEVICE]
                     ),

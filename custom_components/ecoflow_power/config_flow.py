@@ -34,6 +34,7 @@ from .agents import (
     AGENT_DEVICE,
     AGENT_FEED_RULE,
     AGENT_FEEDS,
+    AGENT_INFRASTRUCTURE,
     AGENT_SECRET,
     AGENT_SOC_THRESHOLD,
 )
@@ -517,6 +518,7 @@ class EcoflowOptionsFlow(
             AGENT_DELAY: current.get(AGENT_DELAY),
             AGENT_FEEDS: current.get(AGENT_FEEDS, []),
             AGENT_FEED_RULE: current.get(AGENT_FEED_RULE, "all"),
+            AGENT_INFRASTRUCTURE: current.get(AGENT_INFRASTRUCTURE, False),
         }
         return self.async_show_form(
             step_id="agent_settings",
@@ -560,6 +562,9 @@ def _agent_options(user_input: Mapping[str, Any], secret: str) -> dict[str, Any]
         # Only hosts with several supplies store these: others keep their shape.
         options[AGENT_FEEDS] = sorted(feeds)
         options[AGENT_FEED_RULE] = user_input.get(AGENT_FEED_RULE) or "all"
+    if user_input.get(AGENT_INFRASTRUCTURE):
+        # Like feeds: only infrastructure hosts store it, others keep their shape.
+        options[AGENT_INFRASTRUCTURE] = True
     return options
 
 
@@ -576,6 +581,7 @@ def _agent_schema(
     fields[probatio.Required(CONF_STATION)] = _station_selector(stations)
     fields[probatio.Optional(AGENT_SOC_THRESHOLD)] = _number(1, 95, "%")
     fields[probatio.Optional(AGENT_DELAY)] = _seconds(0, 3600)
+    fields[probatio.Optional(AGENT_INFRASTRUCTURE, default=False)] = bool
     if len(stations) > 1:
         fields[probatio.Optional(AGENT_FEEDS)] = SelectSelector(
             SelectSelectorConfig(

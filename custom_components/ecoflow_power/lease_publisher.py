@@ -77,6 +77,8 @@ class LeasePublisher:
         self._sweep_unsub: CALLBACK_TYPE | None = None
         self._swept = False
         self.clock_offsets: dict[str, float] = {}
+        # Told after leases went out (the entities showing the deadline an agent holds).
+        self.on_published: Callable[[], None] | None = None
 
     # --- leases -------------------------------------------------------------
 
@@ -87,14 +89,19 @@ class LeasePublisher:
         if not self._swept:
             self._swept = True
             self._hass.async_create_task(self._async_sweep(), eager_start=True)
+        sent = False
         for agent_id, state in self._wanted().items():
             published = self._published.get(agent_id)
             if published is None or state.supersedes(published.state):
                 self._publish(agent_id, state)
+                sent = True
             elif state != published.state and not published.state.needs_refresh:
                 # off battery nothing refreshes: small changes go out as they come
                 self._publish(agent_id, state)
+                sent = True
         self._schedule_refresh()
+        if sent:
+            self._tell_published()
 
     def _wanted(self) -> dict[str, LeaseState]:
         wanted: dict[str, LeaseState] = {}
@@ -148,11 +155,19 @@ class LeasePublisher:
     @callback
     def _async_refresh(self, _now: object) -> None:
         self._refresh_unsub = None
+        sent = False
         for agent_id, state in self._wanted().items():
             published = self._published.get(agent_id)
             if published is None or published.state != state or state.needs_refresh:
                 self._publish(agent_id, state)
+                sent = True
         self._schedule_refresh()
+        if sent:
+            self._tell_published()
+
+    def _tell_published(self) -> None:
+        if self.on_published is not None:
+            self.on_published()
 
     @callback
     def async_clear(self, agent_ids: Iterable[str]) -> None:

@@ -125,6 +125,8 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
         self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
         # protocol 2: each agent's retained power lease, from the engines' statuses
         self.leases = LeasePublisher(hass, self.prefix, self.agents, now_ts)
+        # the agents' lease entities show the deadline each agent holds
+        self.leases.on_published = self.async_update_listeners
 
     @property
     def mqtt_available(self) -> bool:

@@ -15,9 +15,12 @@ from homeassistant.components.sensor import (
     SensorDeviceClass,
     SensorEntity,
     SensorEntityDescription,
+    SensorStateClass,
 )
+from homeassistant.const import EntityCategory, UnitOfTime
 
 from .entity import utc_datetime
+from .lease_publisher import LeasePublisher
 from .policy.protocol import AckStatus, AgentState, CommandAction
 from .policy.status import AgentView, PolicyState, PolicyStatus
 from .policy_coordinator import PolicyCoordinator
@@ -88,6 +91,39 @@ AGENT_SENSORS = (
     ),
 )
 
+
+@dataclass(frozen=True, kw_only=True)
+class AgentLeaseSensorDescription(SensorEntityDescription):
+    """From the lease publisher: what the agent holds, not what the engine would say now."""
+
+    value_fn: Callable[[LeasePublisher, str], float | datetime | None]
+
+
+AGENT_LEASE_SENSORS = (
+    # protocol 2: when the host starts its own shutdown if no newer lease
+    # reaches it. The deadline of the lease last published, not the engine's
+    # current figure: that one moves later with every reading on battery,
+    # while the host acts on the one it holds (renewed every 30 s).
+    AgentLeaseSensorDescription(
+        key="lease_deadline",
+        translation_key="lease_deadline",
+        device_class=SensorDeviceClass.TIMESTAMP,
+        value_fn=lambda leases, agent_id: utc_datetime(leases.lease_deadline(agent_id)),
+    ),
+    # The agent's clock minus Home Assistant's, from its last prompt answer:
+    # unknown until it has answered.
+    AgentLeaseSensorDescription(
+        key="clock_offset",
+        translation_key="clock_offset",
+        device_class=SensorDeviceClass.DURATION,
+        state_class=SensorStateClass.MEASUREMENT,
+        native_unit_of_measurement=UnitOfTime.SECONDS,
+        suggested_display_precision=0,
+        entity_category=EntityCategory.DIAGNOSTIC,
+        value_fn=lambda leases, agent_id: leases.clock_offsets.get(agent_id),
+    ),
+)
+
 AGENT_ONLINE = BinarySensorEntityDescription(
     key="online", translation_key="agent_online", device_class=BinarySensorDeviceClass.CONNECTIVITY
 )
@@ -117,6 +153,14 @@ class AgentSensor(EcoflowAgentEntity, SensorEntity):
         return {"command_id": view.last_command_id or "", "detail": view.last_ack_detail}
 
 
+class AgentLeaseSensor(EcoflowAgentEntity, SensorEntity):
+    entity_description: AgentLeaseSensorDescription
+
+    @property
+    def native_value(self) -> float | datetime | None:
+        return self.entity_description.value_fn(self.coordinator.leases, self.agent_id)
+
+
 class AgentOnlineBinarySensor(EcoflowAgentEntity, BinarySensorEntity):
     """From the agent's retained status and its last will; unknown until it speaks."""
 
@@ -136,6 +180,11 @@ def policy_sensors(policy: PolicyCoordinator) -> list[SensorEntity]:
         AgentSensor(policy, agent_id, description)
         for agent_id in policy.agents
         for description in AGENT_SENSORS
+    ]
+    entities += [
+        AgentLeaseSensor(policy, agent_id, description)
+        for agent_id in policy.agents
+        for description in AGENT_LEASE_SENSORS
     ]
     return entities
 

@@ -6,8 +6,10 @@ from datetime import timedelta
 from unittest.mock import AsyncMock
 
 from freezegun.api import FrozenDateTimeFactory
+from homeassistant.const import EntityCategory
 from homeassistant.core import HomeAssistant
-from homeassistant.helpers import issue_registry as ir
+from homeassistant.helpers import entity_registry as er, issue_registry as ir
+from homeassistant.util import dt as dt_util
 import pytest
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
@@ -18,7 +20,12 @@ from custom_components.ecoflow_power.const import (
     DOMAIN,
 )
 from custom_components.ecoflow_power.policy.lease import LEASE_REFRESH_SEC, parse_lease
-from custom_components.ecoflow_power.policy.protocol import Ack, AckStatus, verify_message
+from custom_components.ecoflow_power.policy.protocol import (
+    Ack,
+    AckStatus,
+    sign_message,
+    verify_message,
+)
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, make_entry
@@ -29,6 +36,7 @@ from .mqtt_helpers import (
     publish_side,
     real_sleep,
     setup_real_mqtt,
+    wait_for,
 )
 from .test_policy_mqtt import delta2_payload
 
@@ -181,3 +189,83 @@ async def test_leases_of_removed_agents_are_cleared(broker: MosquittoBroker, loa
     assert read_retained(broker, "power-manager/old-pc/power", timeout=0.5) is None
     assert read_retained(broker, "power-manager/other-entry/power", timeout=2) is not None
     assert read_retained(broker, TOPIC, timeout=2) is not None
+
+
+async def test_agent_shows_the_lease_deadline_it_holds_while_on_battery(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    entry, session = loaded
+    entity_id = "sensor.agent_nas_lease_deadline"
+
+    def shown() -> float | None:
+        state = hass.states.get(entity_id).state
+        return None if state == "unknown" else dt_util.parse_datetime(state).timestamp()
+
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
+    assert shown() is None
+
+    # the retained lease of the grid, then the one of the outage
+    async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=60))
+        messages = await subscriber.messages()
+    lease = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+    assert lease is not None
+    assert lease.grid == "on_battery"
+    assert lease.shutdown_by is not None
+    assert shown() == lease.shutdown_by
+
+    # Each reading on battery moves the engine's own figure later; the host
+    # still holds the earlier deadline until the next refresh, and so does
+    # the entity.
+    await _advance(hass, freezer, 5)
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=60))
+    engine_by = entry.runtime_data.policy.data[DELTA2_SN].agents["nas"].shutdown_by
+    assert engine_by is not None
+    assert engine_by >= lease.shutdown_by + 4
+    assert shown() == lease.shutdown_by
+    async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+        await _advance(hass, freezer, LEASE_REFRESH_SEC)
+        messages = await subscriber.messages()
+    refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+    assert refreshed is not None
+    assert refreshed.shutdown_by is not None
+    assert refreshed.shutdown_by > lease.shutdown_by
+    assert shown() == refreshed.shutdown_by
+
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=60))
+    assert shown() is None
+
+
+async def test_clock_offset_appears_after_an_ack_from_a_skewed_agent(
+    hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
+) -> None:
+    entity_id = "sensor.agent_nas_clock_offset"
+    assert hass.states.get(entity_id).state == "unknown"
+    entity = er.async_get(hass).async_get(entity_id)
+    assert entity is not None
+    assert entity.entity_category is EntityCategory.DIAGNOSTIC
+
+    async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
+        await hass.services.async_call(
+            DOMAIN, "shutdown", {"agents": ["nas"], "delay_sec": 120}, blocking=True
+        )
+        command = (await subscriber.messages())[0][1]
+    # the agent's clock runs 90 s fast: its `received` says so
+    ack = {
+        "v": 1,
+        "id": command["id"],
+        "agent": "nas",
+        "status": "received",
+        "at": command["issued_at"] + 90,
+        "detail": "",
+    }
+    await publish_side(
+        broker, "power-manager/nas/ack", ack | {"sig": sign_message(ack, AGENT_SECRET)}
+    )
+    await wait_for(hass, lambda: hass.states.get(entity_id).state != "unknown")
+    state = hass.states.get(entity_id)
+    assert float(state.state) == pytest.approx(90, abs=1.5)
+    assert state.attributes["unit_of_measurement"] == "s"
+    assert state.attributes["device_class"] == "duration"
+    # above the 60 s allowance: the repair names it too
+    assert ir.async_get(hass).async_get_issue(DOMAIN, "agent_clock_skew_nas") is not None

@@ -22,6 +22,7 @@ def _entity_keys() -> dict[str, set[str]]:
         sensor.pack_description(0),
         *policy_sensor.POLICY_SENSORS,
         *policy_sensor.AGENT_SENSORS,
+        *policy_sensor.AGENT_LEASE_SENSORS,
     ]
     binaries = [*binary_sensor.BINARY_SENSORS, policy_sensor.AGENT_ONLINE]
     return {
