@@ -3,8 +3,9 @@
 The lease (docs/protocol.md section 9, built by policy/lease.py) is retained
 on `{prefix}/{agent_id}/power`: published at once when what it says changes
 materially (grid, fsd, a deadline appearing, going or moving earlier), and
-republished every LEASE_REFRESH_SEC while an agent is on battery, has a
-deadline or has fsd set (carrying the smaller changes), so its expiry keeps
+republished every LEASE_REFRESH_SEC (sooner when a held deadline is less than
+two intervals away) while an agent is on battery, has a deadline or has fsd
+set (carrying the smaller changes), so its expiry keeps
 moving while Home Assistant is alive and stops moving when it is not. Agents
 delivered locally (NUT) never get one. Removing an agent clears its lease.
 
@@ -45,6 +46,8 @@ ISSUE_CLOCK_SKEW: Final = "agent_clock_skew"
 # The agents' default skew allowance (skew_sec): beyond it commands are refused
 # as "future" or "expired" and retained leases read late lose time.
 DEFAULT_CLOCK_ALLOWANCE_SEC: Final = 60.0
+# The soonest a lease is refreshed again, however close its deadline.
+MIN_REFRESH_SEC: Final = 2.0
 
 
 @dataclass(frozen=True, slots=True)
@@ -74,6 +77,7 @@ class LeasePublisher:
         self._published: dict[str, PublishedLease] = {}
         self._statuses: Mapping[str, PolicyStatus] = {}
         self._refresh_unsub: CALLBACK_TYPE | None = None
+        self._refresh_at: float | None = None
         self._sweep_unsub: CALLBACK_TYPE | None = None
         self._swept = False
         self.clock_offsets: dict[str, float] = {}
@@ -141,20 +145,48 @@ class LeasePublisher:
             # the next refresh (at most LEASE_REFRESH_SEC away while it matters) repeats it
             _LOGGER.warning("Publishing the lease on %s is delayed (%s)", topic, err)
 
+    def _refresh_delay(self) -> float:
+        """Seconds to the next refresh: LEASE_REFRESH_SEC, sooner when a held deadline is close.
+
+        An agent acts when no newer lease arrives by its `shutdown_by`. With a
+        short stale window and delay, that can be about one refresh interval
+        away: refreshing at a third of the time left keeps a live Home
+        Assistant ahead of it (the refresh does not move a deadline that the
+        engine keeps, so a real one still comes on time).
+        """
+        now = self._clock()
+        delay = float(LEASE_REFRESH_SEC)
+        for published in self._published.values():
+            deadline = published.state.shutdown_by
+            if published.state.needs_refresh and deadline is not None:
+                left = deadline - now
+                if left < 2 * LEASE_REFRESH_SEC:
+                    delay = min(delay, max(MIN_REFRESH_SEC, left / 3))
+        return delay
+
     @callback
     def _schedule_refresh(self) -> None:
         due = any(p.state.needs_refresh for p in self._published.values())
-        if due and self._refresh_unsub is None:
-            self._refresh_unsub = async_call_later(
-                self._hass, LEASE_REFRESH_SEC, self._async_refresh
-            )
-        elif not due and self._refresh_unsub is not None:
+        if not due:
+            if self._refresh_unsub is not None:
+                self._refresh_unsub()
+                self._refresh_unsub = None
+            self._refresh_at = None
+            return
+        refresh_at = self._clock() + self._refresh_delay()
+        if self._refresh_unsub is not None and self._refresh_at is not None:
+            if self._refresh_at <= refresh_at:
+                return  # the timer already running comes first
             self._refresh_unsub()
-            self._refresh_unsub = None
+        self._refresh_at = refresh_at
+        self._refresh_unsub = async_call_later(
+            self._hass, max(0.0, refresh_at - self._clock()), self._async_refresh
+        )
 
     @callback
     def _async_refresh(self, _now: object) -> None:
         self._refresh_unsub = None
+        self._refresh_at = None
         sent = False
         for agent_id, state in self._wanted().items():
             published = self._published.get(agent_id)

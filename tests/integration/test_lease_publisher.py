@@ -206,7 +206,7 @@ async def test_agent_shows_the_lease_deadline_it_holds_while_on_battery(
 
     # the retained lease of the grid, then the one of the outage
     async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
-        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=60))
+        await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
         messages = await subscriber.messages()
     lease = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
     assert lease is not None
@@ -218,7 +218,7 @@ async def test_agent_shows_the_lease_deadline_it_holds_while_on_battery(
     # still holds the earlier deadline until the next refresh, and so does
     # the entity.
     await _advance(hass, freezer, 5)
-    await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=60))
+    await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
     engine_by = entry.runtime_data.policy.data[DELTA2_SN].agents["nas"].shutdown_by
     assert engine_by is not None
     assert engine_by >= lease.shutdown_by + 4
@@ -269,3 +269,58 @@ async def test_clock_offset_appears_after_an_ack_from_a_skewed_agent(
     assert state.attributes["device_class"] == "duration"
     # above the 60 s allowance: the repair names it too
     assert ir.async_get(hass).async_get_issue(DOMAIN, "agent_clock_skew_nas") is not None
+
+
+async def test_a_close_deadline_is_refreshed_before_it_passes_while_home_assistant_lives(
+    hass: HomeAssistant,
+    broker: MosquittoBroker,
+    mock_client: AsyncMock,
+    fake_session,
+    freezer: FrozenDateTimeFactory,
+) -> None:
+    """Shortest settings (stale 30 s, delay 0): the refresh must beat the agent's deadline."""
+    from custom_components.ecoflow_power.const import CONF_STALE_AFTER
+
+    freezer.move_to("2026-11-01T12:00:00+00:00")
+    mqtt_entry = await setup_real_mqtt(hass, broker)
+    entry = make_entry(
+        **{
+            CONF_GRID_CONFIRM: 0,
+            CONF_STALE_AFTER: 30,
+            CONF_AGENTS: {
+                "nas": {"device": DELTA2_SN, "secret": AGENT_SECRET, "delay_sec": 0},
+            },
+            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 0}},
+        }
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await flush_subscriptions(
+        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
+    )
+    session = fake_session.instances[-1]
+    try:
+        async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+            await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
+            messages = await subscriber.messages()
+        first = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+        assert first is not None
+        assert first.shutdown_by is not None
+        left = first.shutdown_by - dt_util.utcnow().timestamp()
+        assert left <= LEASE_REFRESH_SEC + 5  # the race the refresh must win
+        # Telemetry keeps flowing; a lease goes out well before the held deadline.
+        async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
+            for _ in range(4):
+                await _advance(hass, freezer, left / 6)
+                await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
+            messages = await subscriber.messages()
+        refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
+        assert refreshed is not None
+        assert refreshed.issued_at < first.shutdown_by
+        assert refreshed.shutdown_by is not None
+        assert refreshed.shutdown_by > first.shutdown_by  # fresh telemetry moved it on
+    finally:
+        await hass.config_entries.async_unload(entry.entry_id)
+        await hass.config_entries.async_unload(mqtt_entry.entry_id)
+        await hass.async_block_till_done()
