@@ -55,6 +55,7 @@ from .policy.protocol import (
     AckStatus,
     AgentState,
     AgentStatus,
+    JobState,
     command_topic,
     parse_ack,
     parse_status,
@@ -287,14 +288,18 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             and previous.state is AgentState.ONLINE
         ):
             self._fire_event(agent.device, "agent_offline", {"agent": agent_id}, agent=agent_id)
-        # Every verified status: an agent back online without having
-        # confirmed its shutdown gets it again (the engine decides).
+        # An agent back online without having confirmed its shutdown gets it
+        # again (the engine decides). Only a (re)connect is a return: a
+        # protocol-2 agent also republishes its status while online when its
+        # job changes, and one that says it holds a job needs nothing re-sent.
+        online = status.state is AgentState.ONLINE
+        reconnected = previous is None or previous.state is not AgentState.ONLINE
+        holds_job = status.job in (JobState.PENDING, JobState.EXECUTING)
+        engine = self.engines.get(agent.device)
+        if engine is None or (online and holds_job):
+            return
         self._run_effects_and_reschedule(
-            self.engines[agent.device].agent_online(
-                agent_id, status.state is AgentState.ONLINE, since=float(status.at)
-            )
-            if agent.device in self.engines
-            else [],
+            engine.agent_online(agent_id, online, since=float(status.at) if reconnected else None),
             agent.device,
         )
 

@@ -244,9 +244,15 @@ async def test_local_broker_restart_with_a_pending_command(e2e) -> None:
     resent = [m for m in env.wire.commands("nas") if m.at >= restarted_at]
     assert resent, env.report()
     shutdowns = env.wire.commands("nas", "shutdown")
-    assert {m.payload["id"] for m in shutdowns} == {cid}, env.report()
-    assert all(m.payload == first for m in shutdowns), "a resend must be byte-identical"
-    assert len(shutdowns) >= 2
+    same = [m for m in shutdowns if m.payload["id"] == cid]
+    assert all(m.payload == first for m in same), "a resend must be byte-identical"
+    assert len(same) >= 2
+    # An agent that reconnects only after the commit point, without having
+    # acknowledged, may also get one fresh shutdown (issue 11: re-issue); the
+    # agent merges it into the job it holds, and the host goes down once.
+    fresh = [m for m in shutdowns if m.payload["id"] != cid]
+    assert len({m.payload["id"] for m in fresh}) <= 1, env.report()
+    assert all(m.at >= restarted_at for m in fresh), env.report()
 
     # A late copy of the same command (as a broker redelivery would be): duplicate.
     before = len(env.wire.acks("nas", cid))
