@@ -117,7 +117,7 @@ async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> b
     entry.async_on_unload(policy.async_stop)
     wake = WakeCoordinator(hass, entry, telemetry, policy)
     entry.runtime_data.wake = wake
-    await wake.async_start()
+    await wake.async_start(entry.runtime_data.nut)
     entry.async_on_unload(wake.async_stop)
     await hass.config_entries.async_forward_entry_setups(entry, PLATFORMS)
     return True

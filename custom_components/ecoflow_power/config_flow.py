@@ -68,7 +68,7 @@ from .ecoflow.errors import (
 )
 from .options_nut import NutOptionsMixin
 from .options_policy import PolicyOptionsMixin
-from .options_restore import RestoreOptionsSteps
+from .options_restore import RestoreOptionsSteps, wake_hosts
 from .options_sentinel import SentinelOptionsMixin
 from .policy.protocol import is_valid_agent_id
 from .selectors import (
@@ -388,7 +388,7 @@ class EcoflowOptionsFlow(
             menu += ["edit_agent", "remove_agent"]
         if stations:
             menu += ["restore"]
-        if agents:
+        if wake_hosts(self._entry.options):
             menu += ["wake_target"]
         if stations:
             menu += ["nut"]

@@ -59,6 +59,8 @@ class NutServerManager:
         self._due_unsub: CALLBACK_TYPE | None = None
         self._policy_unsub: CALLBACK_TYPE | None = None
         self._listeners: list[Callable[[], None]] = []
+        # Told `(sn, consumer id)` when a NUT client logs in (the restore rule: host back up).
+        self.login_listeners: list[Callable[[str, str], None]] = []
         self._sn_of_agent: dict[str, str] = {}
 
     # --- life cycle ---------------------------------------------------------
@@ -239,6 +241,8 @@ class NutServerManager:
     def _on_client_event(self, station: StationUps, event: ClientEvent) -> None:
         self.hass.loop.call_soon(self._notify)
         if event.kind is ClientEventKind.LOGIN:
+            for listener in list(self.login_listeners):
+                listener(station.sn, station.agent_id)
             return
         status = (self.variables(station) or {}).get("ups.status", "")
         if "OB" not in status.split():

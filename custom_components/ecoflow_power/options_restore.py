@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 import re
 from typing import Any
 
@@ -22,11 +23,23 @@ from .const import (
     WAKE_MAC,
     WAKE_PORT,
 )
+from .nut.config import NutConfig
+from .nut.consumer import nut_agent_id
 from .restore_coordinator import wake_settings_for
 from .selectors import number_selector, station_selector
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$")
+
+
+def wake_hosts(options: Mapping[str, Any]) -> dict[str, str]:
+    """Hosts a wake address can be set for: the agents, and each station's NUT clients."""
+    hosts = {agent_id: agent_id for agent_id in sorted(options.get(CONF_AGENTS, {}))}
+    nut = NutConfig.from_options(options)
+    if nut.enabled:
+        for station in nut.stations.values():
+            hosts[nut_agent_id(station.name)] = f"NUT clients of {station.name}"
+    return hosts
 
 
 class RestoreOptionsSteps(OptionsFlow):
@@ -93,7 +106,8 @@ class RestoreOptionsSteps(OptionsFlow):
     ) -> ConfigFlowResult:
         """Set (or clear) the MAC and broadcast address a host is woken at."""
         options = self.config_entry.options
-        agents = sorted(options.get(CONF_AGENTS, {}))
+        hosts = wake_hosts(options)
+        agents = list(hosts)
         targets: dict[str, Any] = dict(options.get(CONF_WAKE_TARGETS, {}))
         errors: dict[str, str] = {}
         if user_input is not None:
@@ -117,7 +131,7 @@ class RestoreOptionsSteps(OptionsFlow):
                 else:
                     targets.pop(agent_id, None)  # back to what the agent reports
                 return self.async_create_entry(data={**options, CONF_WAKE_TARGETS: targets})
-        selector = station_selector({agent_id: agent_id for agent_id in agents})
+        selector = station_selector(hosts)
         schema = probatio.Schema(
             {
                 probatio.Required(CONF_AGENT_ID): selector,

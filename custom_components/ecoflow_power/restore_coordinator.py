@@ -34,6 +34,8 @@ from .const import (
 )
 from .ecoflow.state import PowerState
 from .issues import clear_repair, raise_repair
+from .nut.config import NutConfig
+from .nut.consumer import nut_agent_id
 from .policy.protocol import AgentState
 from .policy.wake import (
     EmitWakeEvent,
@@ -47,6 +49,7 @@ from .policy.wake import (
 
 if TYPE_CHECKING:
     from .coordinator import EcoflowTelemetryCoordinator
+    from .nut_server import NutServerManager
     from .policy_coordinator import PolicyCoordinator
 
 _LOGGER = logging.getLogger(__name__)
@@ -87,7 +90,8 @@ class WakeCoordinator:
 
     # --- life cycle -------------------------------------------------------
 
-    async def async_start(self) -> None:
+    async def async_start(self, nut: NutServerManager | None = None) -> None:
+        """Start the planners; `nut`: the NUT server, whose client logins say a host is up."""
         stored = await self._store.async_load() or {}
         for sn in self.telemetry.devices:
             settings = wake_settings_for(self.entry.options, sn)
@@ -105,6 +109,9 @@ class WakeCoordinator:
             self.telemetry.async_add_telemetry_listener(self._handle_telemetry)
         )
         self._unsubscribers.append(self.policy.async_add_listener(self._handle_policy_update))
+        if nut is not None:
+            nut.login_listeners.append(self._handle_nut_login)
+            self._unsubscribers.append(lambda: nut.login_listeners.remove(self._handle_nut_login))
         self._handle_policy_update()
 
     async def async_stop(self) -> None:
@@ -144,7 +151,16 @@ class WakeCoordinator:
                     infrastructure=bool(getattr(agent.binding, "infrastructure", False)),
                 )
             )
-        return targets
+        return targets + self._nut_targets(sn)
+
+    def _station_of(self, host_id: str) -> str | None:
+        agent = self.policy.agents.get(host_id)
+        if agent is not None:
+            return agent.device
+        for sn, status in (self.policy.data or {}).items():
+            if host_id in status.agents:
+                return sn  # a NUT consumer: a binding of that station's engine only
+        return None
 
     def _committed_agents(self) -> set[str]:
         committed: set[str] = set()
@@ -153,6 +169,33 @@ class WakeCoordinator:
                 if view.committed or getattr(view, "fsd", False):
                     committed.add(agent_id)
         return committed
+
+    def _nut_targets(self, sn: str) -> list[WakeTarget]:
+        """The NUT clients of the station, as one host (the MAC set for them in the options)."""
+        overrides: Mapping[str, Any] = self.entry.options.get(CONF_WAKE_TARGETS, {})
+        station = NutConfig.from_options(self.entry.options).stations.get(sn)
+        if station is None:
+            return []
+        host_id = nut_agent_id(station.name)
+        override = overrides.get(host_id, {})
+        if not override.get(WAKE_MAC):
+            return []
+        port = override.get(WAKE_PORT)
+        return [
+            WakeTarget(
+                host_id,
+                str(override[WAKE_MAC]),
+                broadcast=override.get(WAKE_BROADCAST) or None,
+                port=int(port) if port else None,
+                infrastructure=False,
+            )
+        ]
+
+    @callback
+    def _handle_nut_login(self, sn: str, host_id: str) -> None:
+        planner = self.planners.get(sn)
+        if planner is not None:
+            self._run(sn, planner.host_online(host_id))
 
     def _agents_online(self) -> set[str]:
         return {
@@ -176,8 +219,8 @@ class WakeCoordinator:
                 planner.reconfigure(planner.settings, self._targets(sn))
         committed = self._committed_agents()
         for agent_id in committed - self._committed:
-            agent = self.policy.agents.get(agent_id)
-            if agent is not None and (station := self.planners.get(agent.device)) is not None:
+            station_sn = self._station_of(agent_id)
+            if station_sn is not None and (station := self.planners.get(station_sn)) is not None:
                 station.note_committed(agent_id)
         self._committed = committed
         online = self._agents_online()
