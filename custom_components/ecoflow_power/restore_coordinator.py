@@ -9,11 +9,11 @@ still owed a wake-up across restarts.
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import asdict
 from datetime import datetime
 import logging
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
@@ -49,13 +49,18 @@ from .policy.wake import (
 
 if TYPE_CHECKING:
     from .coordinator import EcoflowTelemetryCoordinator
-    from .nut_server import NutServerManager
     from .policy_coordinator import PolicyCoordinator
 
 _LOGGER = logging.getLogger(__name__)
 
 WAKE_ON_LAN = "wake_on_lan"
 STORAGE_VERSION = 1
+
+
+class NutLogins(Protocol):
+    """What the restore rule needs of the NUT server (NutServerManager): its client logins."""
+
+    login_listeners: list[Callable[[str, str], None]]
 
 
 def wake_settings_for(options: Mapping[str, Any], sn: str) -> WakeSettings:
@@ -90,7 +95,7 @@ class WakeCoordinator:
 
     # --- life cycle -------------------------------------------------------
 
-    async def async_start(self, nut: NutServerManager | None = None) -> None:
+    async def async_start(self, nut: NutLogins | None = None) -> None:
         """Start the planners; `nut`: the NUT server, whose client logins say a host is up."""
         stored = await self._store.async_load() or {}
         for sn in self.telemetry.devices:
