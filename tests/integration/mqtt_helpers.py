@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Callable
+from collections.abc import AsyncIterator, Callable
+import contextlib
 from datetime import timedelta
 import json
 import re
@@ -149,3 +150,28 @@ async def publish_side(
         args.append("-r")
     process = await asyncio.create_subprocess_exec(*args)
     assert await process.wait() == 0
+
+
+@contextlib.asynccontextmanager
+async def entry_on_real_mqtt(
+    hass: HomeAssistant, broker: MosquittoBroker, freezer: Any, entry: MockConfigEntry
+) -> AsyncIterator[MockConfigEntry]:
+    """Our `entry` loaded beside HA's MQTT integration on `broker`, subscriptions in place.
+
+    The clock starts at 2026-11-01 12:00 UTC; setup ticks it until HA's
+    subscriptions reached the broker, so tests take expected times from the clock.
+    """
+    freezer.move_to("2026-11-01T12:00:00+00:00")
+    mqtt_entry = await setup_real_mqtt(hass, broker)
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    await flush_subscriptions(
+        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
+    )
+    try:
+        yield entry
+    finally:
+        await hass.config_entries.async_unload(entry.entry_id)
+        await hass.config_entries.async_unload(mqtt_entry.entry_id)
+        await hass.async_block_till_done()

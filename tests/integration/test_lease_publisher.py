@@ -32,10 +32,9 @@ from .conftest import DELTA2_SN, make_entry
 from .helpers import feed
 from .mqtt_helpers import (
     SideSubscriber,
-    flush_subscriptions,
+    entry_on_real_mqtt,
     publish_side,
     real_sleep,
-    setup_real_mqtt,
     wait_for,
 )
 from .test_policy_mqtt import delta2_payload
@@ -58,14 +57,12 @@ async def loaded(
     fake_session,
     freezer: FrozenDateTimeFactory,
 ):
-    freezer.move_to("2026-11-01T12:00:00+00:00")
     # a lease left behind by an agent since removed from this entry, and one of
     # another entry's station (same prefix): only the first must go
     for agent_id, device in (("old-pc", DELTA2_SN), ("other-entry", "OTHERSTATION01")):
         await publish_side(
             broker, f"power-manager/{agent_id}/power", {"v": 2, "device": device}, retain=True
         )
-    mqtt_entry = await setup_real_mqtt(hass, broker)
     entry = make_entry(
         **{
             CONF_GRID_CONFIRM: 0,
@@ -80,16 +77,8 @@ async def loaded(
             CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
         }
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    await flush_subscriptions(
-        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
-    )
-    yield entry, fake_session.instances[-1]
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.config_entries.async_unload(mqtt_entry.entry_id)
-    await hass.async_block_till_done()
+    async with entry_on_real_mqtt(hass, broker, freezer, entry):
+        yield entry, fake_session.instances[-1]
 
 
 async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
@@ -281,8 +270,6 @@ async def test_a_close_deadline_is_refreshed_before_it_passes_while_home_assista
     """Shortest settings (stale 30 s, delay 0): the refresh must beat the agent's deadline."""
     from custom_components.ecoflow_power.const import CONF_STALE_AFTER
 
-    freezer.move_to("2026-11-01T12:00:00+00:00")
-    mqtt_entry = await setup_real_mqtt(hass, broker)
     entry = make_entry(
         **{
             CONF_GRID_CONFIRM: 0,
@@ -293,14 +280,8 @@ async def test_a_close_deadline_is_refreshed_before_it_passes_while_home_assista
             CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 0}},
         }
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    await flush_subscriptions(
-        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
-    )
-    session = fake_session.instances[-1]
-    try:
+    async with entry_on_real_mqtt(hass, broker, freezer, entry):
+        session = fake_session.instances[-1]
         async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
             await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
             messages = await subscriber.messages()
@@ -320,7 +301,3 @@ async def test_a_close_deadline_is_refreshed_before_it_passes_while_home_assista
         assert refreshed.issued_at < first.shutdown_by
         assert refreshed.shutdown_by is not None
         assert refreshed.shutdown_by > first.shutdown_by  # fresh telemetry moved it on
-    finally:
-        await hass.config_entries.async_unload(entry.entry_id)
-        await hass.config_entries.async_unload(mqtt_entry.entry_id)
-        await hass.async_block_till_done()

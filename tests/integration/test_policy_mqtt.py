@@ -27,10 +27,9 @@ from .conftest import DELTA2_SN, RIVER3_SN, make_entry
 from .helpers import capture_json, feed
 from .mqtt_helpers import (
     SideSubscriber,
-    flush_subscriptions,
+    entry_on_real_mqtt,
     publish_side,
     real_sleep,
-    setup_real_mqtt,
     wait_for,
 )
 
@@ -66,8 +65,6 @@ async def loaded(
 ):
     # Setup ticks the clock until HA's subscriptions are in, so expected times
     # below are taken from the clock, not written as constants.
-    freezer.move_to("2026-11-01T12:00:00+00:00")
-    mqtt_entry = await setup_real_mqtt(hass, broker)
     entry = make_entry(
         **{
             CONF_GRID_CONFIRM: 0,
@@ -82,16 +79,8 @@ async def loaded(
             CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
         }
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    await flush_subscriptions(
-        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
-    )
-    yield entry, fake_session.instances[-1]
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.config_entries.async_unload(mqtt_entry.entry_id)
-    await hass.async_block_till_done()
+    async with entry_on_real_mqtt(hass, broker, freezer, entry):
+        yield entry, fake_session.instances[-1]
 
 
 async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:

@@ -23,7 +23,7 @@ from custom_components.ecoflow_power.const import (
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, make_entry
-from .mqtt_helpers import SideSubscriber, flush_subscriptions, setup_real_mqtt, wait_for
+from .mqtt_helpers import SideSubscriber, entry_on_real_mqtt, wait_for
 
 AGENT_SECRET = "nas-secret-for-tests"
 POLICY_ENTITIES = (
@@ -50,8 +50,6 @@ async def loaded(
     fake_session,
     freezer: FrozenDateTimeFactory,
 ) -> Any:
-    freezer.move_to("2026-11-01T12:00:00+00:00")
-    mqtt_entry = await setup_real_mqtt(hass, broker)
     entry = make_entry(
         **{
             CONF_GRID_CONFIRM: 0,
@@ -66,16 +64,8 @@ async def loaded(
             CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
         }
     )
-    entry.add_to_hass(hass)
-    assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-    await flush_subscriptions(
-        hass, freezer, broker, ["power-manager/+/ack", "power-manager/+/status"]
-    )
-    yield entry
-    await hass.config_entries.async_unload(entry.entry_id)
-    await hass.config_entries.async_unload(mqtt_entry.entry_id)
-    await hass.async_block_till_done()
+    async with entry_on_real_mqtt(hass, broker, freezer, entry):
+        yield entry
 
 
 async def test_update_entity_keeps_policy_and_agent_entities_available(
