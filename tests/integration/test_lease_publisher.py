@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from unittest.mock import AsyncMock
 
 from freezegun.api import FrozenDateTimeFactory
@@ -11,7 +10,6 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import entity_registry as er, issue_registry as ir
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.ecoflow_power.const import (
     CONF_AGENTS,
@@ -29,7 +27,7 @@ from custom_components.ecoflow_power.policy.protocol import (
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, make_entry
-from .helpers import feed
+from .helpers import advance, feed
 from .mqtt_helpers import (
     SideSubscriber,
     entry_on_real_mqtt,
@@ -81,12 +79,6 @@ async def loaded(
         yield entry, fake_session.instances[-1]
 
 
-async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
-    freezer.tick(timedelta(seconds=seconds))
-    async_fire_time_changed(hass)
-    await hass.async_block_till_done()
-
-
 async def test_agent_gets_a_retained_signed_lease_that_follows_the_grid(
     hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -118,7 +110,7 @@ async def test_agent_gets_a_retained_signed_lease_that_follows_the_grid(
 
     # while on battery the lease is republished: a silent Home Assistant is noticed
     async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
-        await _advance(hass, freezer, LEASE_REFRESH_SEC + 1)
+        await advance(hass, freezer, LEASE_REFRESH_SEC + 1)
         messages = await subscriber.messages()
     refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
     assert refreshed is not None
@@ -206,14 +198,14 @@ async def test_agent_shows_the_lease_deadline_it_holds_while_on_battery(
     # Each reading on battery moves the engine's own figure later; the host
     # still holds the earlier deadline until the next refresh, and so does
     # the entity.
-    await _advance(hass, freezer, 5)
+    await advance(hass, freezer, 5)
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
     engine_by = entry.runtime_data.policy.data[DELTA2_SN].agents["nas"].shutdown_by
     assert engine_by is not None
     assert engine_by >= lease.shutdown_by + 4
     assert shown() == lease.shutdown_by
     async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
-        await _advance(hass, freezer, LEASE_REFRESH_SEC)
+        await advance(hass, freezer, LEASE_REFRESH_SEC)
         messages = await subscriber.messages()
     refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")
     assert refreshed is not None
@@ -293,7 +285,7 @@ async def test_a_close_deadline_is_refreshed_before_it_passes_while_home_assista
         # Telemetry keeps flowing; a lease goes out well before the held deadline.
         async with SideSubscriber(broker, TOPIC, count=2) as subscriber:
             for _ in range(4):
-                await _advance(hass, freezer, left / 6)
+                await advance(hass, freezer, left / 6)
                 await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=46))
             messages = await subscriber.messages()
         refreshed = parse_lease(json_dumps(messages[-1][1]), AGENT_SECRET, "nas")

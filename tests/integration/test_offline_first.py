@@ -12,7 +12,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import device_registry as dr, issue_registry as ir
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry, async_fire_time_changed
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ecoflow_power.const import (
     CONF_AGENTS,
@@ -29,6 +29,7 @@ from custom_components.ecoflow_power.policy.protocol import sign_message
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import ACCOUNT, DELTA2_SN, RIVER3_SN, make_entry
+from .helpers import advance, feed
 from .mqtt_helpers import (
     SideSubscriber,
     flush_subscriptions,
@@ -72,12 +73,6 @@ def _cloud_down(mock_client: AsyncMock, fake_session: Any, error: Exception) -> 
 async def _setup(hass: HomeAssistant, entry: MockConfigEntry) -> None:
     entry.add_to_hass(hass)
     assert await hass.config_entries.async_setup(entry.entry_id)
-    await hass.async_block_till_done()
-
-
-async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
-    freezer.tick(timedelta(seconds=seconds))
-    async_fire_time_changed(hass)
     await hass.async_block_till_done()
 
 
@@ -134,7 +129,7 @@ async def test_first_start_knowing_no_device_raises_a_repair_and_retries(
     mock_client.certification.side_effect = None
     fake_session.connects = True
     for _ in range(10):
-        await _advance(hass, freezer, 10)
+        await advance(hass, freezer, 10)
     assert entry.state is ConfigEntryState.LOADED
     assert set(entry.runtime_data.telemetry.devices) == {RIVER3_SN, DELTA2_SN}
     assert ir.async_get(hass).async_get_issue(DOMAIN, issue_id) is None
@@ -153,7 +148,7 @@ async def test_first_start_without_the_cloud_learns_names_once_it_answers(
     assert rack.name == "Delta 2"
     mock_client.devices.side_effect = None
     for _ in range(10):
-        await _advance(hass, freezer, 10)
+        await advance(hass, freezer, 10)
     rack = registry.async_get_device_by_identifier((DOMAIN, DELTA2_SN), entry.entry_id)
     assert rack.name == "Rack"
     assert entry.runtime_data.device_cache.devices == ACCOUNT
@@ -247,7 +242,6 @@ async def test_restart_during_an_outage_with_the_cloud_refusing_still_shuts_down
     )
     await _setup(hass, entry)
     session = fake_session.instances[-1]
-    from .helpers import feed
 
     await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
     critical_at = dt_util.utcnow()
@@ -267,7 +261,7 @@ async def test_restart_during_an_outage_with_the_cloud_refusing_still_shuts_down
     assert hass.states.get("sensor.rack_shutdown_fires_at").state == held_until.isoformat()
 
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
-        await _advance(hass, freezer, 121)
+        await advance(hass, freezer, 121)
         messages = await subscriber.messages()
     assert [payload["action"] for _, payload in messages] == ["shutdown"]
     assert hass.states.get("sensor.rack_shutdown_policy").state == "shutdown_sent"

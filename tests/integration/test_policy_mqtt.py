@@ -11,7 +11,6 @@ from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.ecoflow_power.const import (
     CONF_AGENTS,
@@ -24,7 +23,7 @@ from custom_components.ecoflow_power.policy.protocol import sign_message, verify
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, RIVER3_SN, make_entry
-from .helpers import capture_json, feed
+from .helpers import advance, capture_json, feed
 from .mqtt_helpers import (
     SideSubscriber,
     entry_on_real_mqtt,
@@ -83,12 +82,6 @@ async def loaded(
         yield entry, fake_session.instances[-1]
 
 
-async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
-    freezer.tick(timedelta(seconds=seconds))
-    async_fire_time_changed(hass)
-    await hass.async_block_till_done()
-
-
 async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     hass: HomeAssistant, broker: MosquittoBroker, loaded, freezer: FrozenDateTimeFactory
 ) -> None:
@@ -105,9 +98,9 @@ async def test_outage_sends_signed_shutdown_on_the_agent_topic(
     assert hass.states.get("sensor.rack_shutdown_fires_at").state == fires_at
 
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=1) as subscriber:
-        await _advance(hass, freezer, 30)
+        await advance(hass, freezer, 30)
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
-        await _advance(hass, freezer, 31)
+        await advance(hass, freezer, 31)
         messages = await subscriber.messages()
     assert len(messages) == 1
     topic, command = messages[0]
@@ -222,12 +215,12 @@ async def test_restart_in_the_middle_of_a_pending_shutdown_resumes_it(
     assert hass.states.get("sensor.rack_shutdown_fires_at").state == held_until
 
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=2, wait=4) as subscriber:
-        await _advance(hass, freezer, 20)
+        await advance(hass, freezer, 20)
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
         # Confirmed by a fresh reading: the timer fires at its original time.
         fires_at = (critical_at + timedelta(seconds=60)).isoformat()
         assert hass.states.get("sensor.rack_shutdown_fires_at").state == fires_at
-        await _advance(hass, freezer, 41)
+        await advance(hass, freezer, 41)
         messages = await subscriber.messages()
     # Exactly one shutdown: resumed, not duplicated.
     assert [m[1]["action"] for m in messages] == ["shutdown"]
@@ -348,7 +341,7 @@ async def test_disarmed_policy_decides_but_publishes_nothing(
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=1, wait=3) as subscriber:
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
-        await _advance(hass, freezer, 61)
+        await advance(hass, freezer, 61)
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
         messages = await subscriber.messages()
     assert messages == []

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-from datetime import timedelta
 from typing import Any
 from unittest.mock import AsyncMock
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.core import HomeAssistant
 import pytest
-from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
 from custom_components.ecoflow_power.const import CONF_AGENTS, CONF_GRID_CONFIRM, CONF_POLICY
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 from .conftest import DELTA2_SN, RIVER3_SN, make_entry
-from .helpers import feed
+from .helpers import advance, feed
 from .mqtt_helpers import SideSubscriber, flush_subscriptions, setup_real_mqtt
 from .test_policy_mqtt import delta2_payload
 
@@ -56,12 +54,6 @@ async def _load(hass: HomeAssistant, broker: MosquittoBroker, freezer: Any, rule
     return entry, mqtt_entry
 
 
-async def _advance(hass: HomeAssistant, freezer: FrozenDateTimeFactory, seconds: float) -> None:
-    freezer.tick(timedelta(seconds=seconds))
-    async_fire_time_changed(hass)
-    await hass.async_block_till_done()
-
-
 @pytest.mark.parametrize(("rule", "expected"), [("any", ["shutdown"]), ("all", [])])
 async def test_one_critical_station_shuts_down_only_under_the_any_rule(
     hass: HomeAssistant,
@@ -83,9 +75,9 @@ async def test_one_critical_station_shuts_down_only_under_the_any_rule(
     async with SideSubscriber(broker, "power-manager/nas/cmd", count=1, wait=3) as subscriber:
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=True, soc=90))
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
-        await _advance(hass, freezer, 30)
+        await advance(hass, freezer, 30)
         await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=15))
-        await _advance(hass, freezer, 31)
+        await advance(hass, freezer, 31)
         messages = await subscriber.messages()
     assert [payload["action"] for _, payload in messages] == expected
     if expected:
