@@ -14,7 +14,7 @@ import time
 
 import pytest
 
-from custom_components.ecoflow_power.config_flow import account_unique_id
+from custom_components.ecoflow_power.account import account_unique_id
 from tests.helpers.mosquitto import free_port
 
 ROOT = Path(__file__).resolve().parent.parent

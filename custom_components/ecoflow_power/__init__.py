@@ -16,8 +16,8 @@ from homeassistant.core import HomeAssistant
 from homeassistant.helpers import config_validation as cv, device_registry as dr
 from homeassistant.helpers.typing import ConfigType
 
+from .account import CONFIG_MINOR_VERSION, async_account_unique_id, client_from_data
 from .agents import agent_device_identifier
-from .config_flow import client_from_data
 from .const import CONF_DEVICES, DOMAIN
 from .coordinator import EcoflowTelemetryCoordinator
 from .device_cache import DeviceCache, devices_from_selection
@@ -156,8 +156,6 @@ async def async_migrate_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) ->
     holding the account keeps this one on version 1 too (logged), as two
     entries must not share a unique id.
     """
-    # Imported here so the function stands alone at the end of the module.
-    from .config_flow import CONFIG_MINOR_VERSION, async_account_unique_id  # noqa: PLC0415
 
     logger = entry.logger
     if entry.minor_version >= CONFIG_MINOR_VERSION:

@@ -1,11 +1,12 @@
-"""Config flow: EcoFlow developer keys, device choice, reauth, reconfigure, options."""
+"""Config flow: EcoFlow developer keys, device choice, reauth, reconfigure.
+
+The options flow lives in options_flow.py and its step mixins.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Mapping
-import hashlib
 import logging
-import secrets
 from typing import TYPE_CHECKING, Any
 
 from homeassistant.config_entries import (
@@ -13,13 +14,10 @@ from homeassistant.config_entries import (
     SOURCE_RECONFIGURE,
     ConfigFlow,
     ConfigFlowResult,
-    OptionsFlowWithReload,
 )
-from homeassistant.core import HomeAssistant, callback
+from homeassistant.core import callback
 from homeassistant.data_entry_flow import section
-from homeassistant.helpers.aiohttp_client import async_get_clientsession
 from homeassistant.helpers.selector import (
-    SelectOptionDict,
     SelectSelector,
     SelectSelectorConfig,
     SelectSelectorMode,
@@ -29,53 +27,37 @@ from homeassistant.helpers.selector import (
 )
 import probatio
 
-from .agents import (
-    AGENT_DELAY,
-    AGENT_DEVICE,
-    AGENT_FEED_RULE,
-    AGENT_FEEDS,
-    AGENT_INFRASTRUCTURE,
-    AGENT_SECRET,
-    AGENT_SOC_THRESHOLD,
+from .account import (
+    CONFIG_MINOR_VERSION,
+    account_unique_id,
+    async_account_unique_id,
+    client_from_data,
+    legacy_unique_id,
 )
 from .const import (
     CONF_ACCESS_KEY,
     CONF_ADD_NEW_DEVICES,
     CONF_ADVANCED,
-    CONF_AGENT_ID,
-    CONF_AGENTS,
     CONF_BASE_URL,
     CONF_DEVICES,
     CONF_GRID_CONFIRM,
-    CONF_NEW_SECRET,
     CONF_REGION,
     CONF_SECRET_KEY,
     CONF_STALE_AFTER,
-    CONF_STATION,
-    CONF_TOPIC_PREFIX,
     DEFAULT_GRID_CONFIRM,
     DEFAULT_STALE_AFTER,
-    DEFAULT_TOPIC_PREFIX,
     DOMAIN,
 )
-from .device_selection import devices_to_manage, selection_options
-from .ecoflow.api import DeviceInfo, EcoflowApiClient, Region
+from .device_selection import selection_options
+from .ecoflow.api import DeviceInfo, Region
 from .ecoflow.errors import (
     EcoflowAuthError,
     EcoflowConnectionError,
     EcoflowError,
     EcoflowRateLimitError,
 )
-from .options_nut import NutOptionsMixin
-from .options_policy import PolicyOptionsMixin
-from .options_restore import RestoreOptionsSteps, wake_hosts
-from .options_sentinel import SentinelOptionsMixin
-from .policy.protocol import is_valid_agent_id
-from .selectors import (
-    number_selector as _number,
-    seconds_selector as _seconds,
-    station_selector as _station_selector,
-)
+from .options_flow import EcoflowOptionsFlow
+from .selectors import devices_schema
 
 if TYPE_CHECKING:
     from .runtime import EcoflowConfigEntry
@@ -84,47 +66,6 @@ _LOGGER = logging.getLogger(__name__)
 
 REGION_TITLES = {Region.EU: "Europe", Region.US: "Americas", Region.GLOBAL: "Global"}
 SECRET_TEXT = TextSelector(TextSelectorConfig(type=TextSelectorType.PASSWORD))
-
-
-def client_from_data(hass: HomeAssistant, data: Mapping[str, Any]) -> EcoflowApiClient:
-    """An API client for entry data (keys, region, optional base URL)."""
-    return EcoflowApiClient(
-        async_get_clientsession(hass),
-        data[CONF_ACCESS_KEY],
-        data[CONF_SECRET_KEY],
-        region=Region(data.get(CONF_REGION, Region.EU.value)),
-        base_url=data.get(CONF_BASE_URL) or None,
-    )
-
-
-# Entries of minor version 1 were identified by a digest of the access key, which
-# changes with every new key and says nothing about the account behind it.
-# Minor version 2 identifies the account itself (see account_unique_id).
-CONFIG_MINOR_VERSION = 2
-
-
-def account_unique_id(certificate_account: str) -> str:
-    """Identify the EcoFlow account by a digest of its certificate account.
-
-    The certification endpoint names the account (``certificateAccount``, the
-    MQTT user of every topic ``/open/{account}/...``); it stays the same when
-    the developer keys are regenerated, and differs between accounts. Only a
-    digest is kept, so the unique id reveals neither the account nor a key.
-    """
-    return hashlib.sha256(f"ecoflow-account:{certificate_account.strip()}".encode()).hexdigest()[
-        :20
-    ]
-
-
-def legacy_unique_id(access_key: str) -> str:
-    """The unique id of entries of minor version 1: a digest of the access key."""
-    return hashlib.sha256(access_key.strip().encode()).hexdigest()[:20]
-
-
-async def async_account_unique_id(hass: HomeAssistant, data: Mapping[str, Any]) -> str:
-    """Ask the cloud which account the keys of ``data`` belong to (raises EcoflowError)."""
-    credentials = await client_from_data(hass, data).certification()
-    return account_unique_id(credentials.username)
 
 
 class CannotValidate(Exception):
@@ -283,7 +224,7 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
                 return self.async_create_entry(title=title, data=self._data, options=options)
         return self.async_show_form(
             step_id="devices",
-            data_schema=_devices_schema(self._account, [d.sn for d in self._account], True),
+            data_schema=devices_schema(self._account, [d.sn for d in self._account], True),
             errors=errors,
         )
 
@@ -346,279 +287,6 @@ class EcoflowConfigFlow(ConfigFlow, domain=DOMAIN):
             errors=errors,
             description_placeholders=placeholders,
         )
-
-
-class EcoflowOptionsFlow(
-    PolicyOptionsMixin,
-    SentinelOptionsMixin,
-    RestoreOptionsSteps,
-    NutOptionsMixin,
-    OptionsFlowWithReload,
-):
-    """Devices and telemetry; per station its policy, sentinel, restore rule and NUT; agents."""
-
-    def __init__(self) -> None:
-        self._station: str | None = None
-        self._agent_id: str | None = None
-        self._pending_options: dict[str, Any] = {}
-        self._new_secret: str = ""
-
-    @property
-    def _entry(self) -> EcoflowConfigEntry:
-        return self.config_entry
-
-    def _stations(self) -> dict[str, str]:
-        """Managed stations (sn -> name) of the loaded entry."""
-        runtime = getattr(self._entry, "runtime_data", None)
-        if runtime is None:
-            return {}
-        telemetry = runtime.telemetry
-        return {
-            sn: f"{info.device_name or telemetry.models[sn].name} ({sn})"
-            for sn, info in telemetry.devices.items()
-        }
-
-    async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
-        menu = ["telemetry"]
-        stations = bool(self._stations())
-        agents = bool(self._entry.options.get(CONF_AGENTS))
-        if stations:
-            menu += ["policy", "sentinel", "add_agent"]
-        if agents:
-            menu += ["edit_agent", "remove_agent"]
-        if stations:
-            menu += ["restore"]
-        if wake_hosts(self._entry.options):
-            menu += ["wake_target"]
-        if stations:
-            menu += ["nut"]
-        return self.async_show_menu(step_id="init", menu_options=menu)
-
-    async def async_step_telemetry(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        errors: dict[str, str] = {}
-        entry = self._entry
-        try:
-            account = await client_from_data(self.hass, entry.data).devices()
-        except EcoflowError:
-            return self.async_abort(reason="cannot_connect")
-        if user_input is not None:
-            if not user_input[CONF_DEVICES]:
-                errors["base"] = "no_devices_selected"
-            else:
-                return self.async_create_entry(
-                    data={
-                        **entry.options,
-                        **selection_options(user_input[CONF_DEVICES], account),
-                        CONF_ADD_NEW_DEVICES: user_input[CONF_ADD_NEW_DEVICES],
-                        CONF_STALE_AFTER: int(user_input[CONF_STALE_AFTER]),
-                        CONF_GRID_CONFIRM: int(user_input[CONF_GRID_CONFIRM]),
-                    }
-                )
-        managed = [device.sn for device in devices_to_manage(entry, account)]
-        schema = _devices_schema(
-            account, managed, entry.options.get(CONF_ADD_NEW_DEVICES, True)
-        ).extend(
-            {
-                probatio.Required(
-                    CONF_STALE_AFTER,
-                    default=entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER),
-                ): _seconds(30, 3600),
-                probatio.Required(
-                    CONF_GRID_CONFIRM,
-                    default=entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM),
-                ): _seconds(0, 300),
-            }
-        )
-        return self.async_show_form(step_id="telemetry", data_schema=schema, errors=errors)
-
-    async def async_step_add_agent(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Map a host agent to a station; agents that announced themselves are offered."""
-        errors: dict[str, str] = {}
-        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
-        if user_input is not None:
-            agent_id = user_input[CONF_AGENT_ID].strip()
-            if not is_valid_agent_id(agent_id):
-                errors[CONF_AGENT_ID] = "invalid_agent_id"
-            elif agent_id in agents:
-                errors[CONF_AGENT_ID] = "agent_exists"
-            else:
-                self._new_secret = secrets.token_urlsafe(32)
-                agents[agent_id] = _agent_options(user_input, self._new_secret)
-                self._agent_id = agent_id
-                self._pending_options = {**self._entry.options, CONF_AGENTS: agents}
-                return await self.async_step_agent_secret()
-        runtime = getattr(self._entry, "runtime_data", None)
-        discovered = sorted(runtime.policy.discovered) if runtime and runtime.policy else []
-        return self.async_show_form(
-            step_id="add_agent",
-            data_schema=self.add_suggested_values_to_schema(
-                _agent_schema(self._stations(), discovered, with_id=True), user_input or {}
-            ),
-            errors=errors,
-        )
-
-    async def async_step_agent_secret(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Show the new secret once: the agent's config needs it, HA never shows it again."""
-        if user_input is not None:
-            return self.async_create_entry(data=self._pending_options)
-        return self.async_show_form(
-            step_id="agent_secret",
-            data_schema=probatio.Schema({}),
-            description_placeholders={
-                "agent": self._agent_id or "",
-                "secret": self._new_secret,
-                "prefix": self._entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX),
-            },
-        )
-
-    async def async_step_edit_agent(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Choose the agent to edit."""
-        agents = sorted(self._entry.options.get(CONF_AGENTS, {}))
-        if user_input is not None:
-            self._agent_id = user_input[CONF_AGENT_ID]
-            return await self.async_step_agent_settings()
-        return self.async_show_form(
-            step_id="edit_agent",
-            data_schema=probatio.Schema(
-                {
-                    probatio.Required(CONF_AGENT_ID): SelectSelector(
-                        SelectSelectorConfig(options=agents, mode=SelectSelectorMode.DROPDOWN)
-                    )
-                }
-            ),
-        )
-
-    async def async_step_agent_settings(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        """Station, threshold and delay of one agent; optionally a new secret."""
-        assert self._agent_id is not None
-        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
-        current = agents[self._agent_id]
-        if user_input is not None:
-            secret = current[AGENT_SECRET]
-            if user_input.get(CONF_NEW_SECRET):
-                secret = self._new_secret = secrets.token_urlsafe(32)
-            agents[self._agent_id] = _agent_options(user_input, secret)
-            self._pending_options = {**self._entry.options, CONF_AGENTS: agents}
-            if self._new_secret:
-                return await self.async_step_agent_secret()
-            return self.async_create_entry(data=self._pending_options)
-        suggested = {
-            CONF_STATION: current[AGENT_DEVICE],
-            AGENT_SOC_THRESHOLD: current.get(AGENT_SOC_THRESHOLD),
-            AGENT_DELAY: current.get(AGENT_DELAY),
-            AGENT_FEEDS: current.get(AGENT_FEEDS, []),
-            AGENT_FEED_RULE: current.get(AGENT_FEED_RULE, "all"),
-            AGENT_INFRASTRUCTURE: current.get(AGENT_INFRASTRUCTURE, False),
-        }
-        return self.async_show_form(
-            step_id="agent_settings",
-            data_schema=self.add_suggested_values_to_schema(
-                _agent_schema(self._stations(), [], with_id=False), suggested
-            ),
-            description_placeholders={"agent": self._agent_id},
-        )
-
-    async def async_step_remove_agent(
-        self, user_input: dict[str, Any] | None = None
-    ) -> ConfigFlowResult:
-        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
-        if user_input is not None:
-            for agent_id in user_input[CONF_AGENTS]:
-                agents.pop(agent_id, None)
-            return self.async_create_entry(data={**self._entry.options, CONF_AGENTS: agents})
-        return self.async_show_form(
-            step_id="remove_agent",
-            data_schema=probatio.Schema(
-                {
-                    probatio.Required(CONF_AGENTS, default=[]): SelectSelector(
-                        SelectSelectorConfig(options=sorted(agents), multiple=True)
-                    )
-                }
-            ),
-        )
-
-
-def _agent_options(user_input: Mapping[str, Any], secret: str) -> dict[str, Any]:
-    threshold = user_input.get(AGENT_SOC_THRESHOLD)
-    delay = user_input.get(AGENT_DELAY)
-    options: dict[str, Any] = {
-        AGENT_DEVICE: user_input[CONF_STATION],
-        AGENT_SECRET: secret,
-        AGENT_SOC_THRESHOLD: None if threshold is None else float(threshold),
-        AGENT_DELAY: None if delay is None else int(delay),
-    }
-    feeds = [sn for sn in user_input.get(AGENT_FEEDS) or [] if sn != user_input[CONF_STATION]]
-    if feeds:
-        # Only hosts with several supplies store these: others keep their shape.
-        options[AGENT_FEEDS] = sorted(feeds)
-        options[AGENT_FEED_RULE] = user_input.get(AGENT_FEED_RULE) or "all"
-    if user_input.get(AGENT_INFRASTRUCTURE):
-        # Like feeds: only infrastructure hosts store it, others keep their shape.
-        options[AGENT_INFRASTRUCTURE] = True
-    return options
-
-
-def _agent_schema(
-    stations: dict[str, str], discovered: list[str], *, with_id: bool
-) -> probatio.Schema:
-    fields: dict[Any, Any] = {}
-    if with_id:
-        fields[probatio.Required(CONF_AGENT_ID)] = SelectSelector(
-            SelectSelectorConfig(
-                options=discovered, custom_value=True, mode=SelectSelectorMode.DROPDOWN
-            )
-        )
-    fields[probatio.Required(CONF_STATION)] = _station_selector(stations)
-    fields[probatio.Optional(AGENT_SOC_THRESHOLD)] = _number(1, 95, "%")
-    fields[probatio.Optional(AGENT_DELAY)] = _seconds(0, 3600)
-    fields[probatio.Optional(AGENT_INFRASTRUCTURE, default=False)] = bool
-    if len(stations) > 1:
-        fields[probatio.Optional(AGENT_FEEDS)] = SelectSelector(
-            SelectSelectorConfig(
-                options=[SelectOptionDict(value=sn, label=label) for sn, label in stations.items()],
-                multiple=True,
-                mode=SelectSelectorMode.DROPDOWN,
-            )
-        )
-        fields[probatio.Optional(AGENT_FEED_RULE, default="all")] = SelectSelector(
-            SelectSelectorConfig(
-                options=["all", "any"],
-                translation_key=AGENT_FEED_RULE,
-                mode=SelectSelectorMode.LIST,
-            )
-        )
-    if not with_id:
-        fields[probatio.Optional(CONF_NEW_SECRET, default=False)] = bool
-    return probatio.Schema(fields)
-
-
-def _devices_schema(
-    account: list[DeviceInfo], selected: list[str], add_new: bool
-) -> probatio.Schema:
-    options = [
-        SelectOptionDict(
-            value=device.sn, label=f"{device.device_name or device.product_name} ({device.sn})"
-        )
-        for device in account
-    ]
-    return probatio.Schema(
-        {
-            probatio.Required(CONF_DEVICES, default=selected): SelectSelector(
-                SelectSelectorConfig(options=options, multiple=True, mode=SelectSelectorMode.LIST)
-            ),
-            probatio.Required(CONF_ADD_NEW_DEVICES, default=add_new): bool,
-        }
-    )
 
 
 def _flatten_input(user_input: Mapping[str, Any]) -> dict[str, Any]:

@@ -20,7 +20,6 @@ from homeassistant.helpers.selector import (
 )
 import probatio
 
-from .const import CONF_STATION
 from .nut.config import (
     CONF_NUT,
     DEFAULT_HOST,
@@ -45,10 +44,11 @@ from .nut.config import (
     is_valid_username,
 )
 from .nut.protocol import DEFAULT_PORT
-from .selectors import number_selector, seconds_selector, station_selector
+from .options_base import StationOptionsFlow
+from .selectors import number_selector, seconds_selector
 
 if TYPE_CHECKING:
-    from .runtime import EcoflowConfigEntry
+    pass
 
 NUT_USERNAME = "username"
 NUT_PRESET = "preset"
@@ -72,26 +72,11 @@ def _port_free(host: str, port: int) -> bool:
     return True
 
 
-class NutOptionsMixin:
+class NutOptionsMixin(StationOptionsFlow):
     """Steps `nut`, `nut_server`, `nut_station`, `nut_station_settings`, users."""
 
     _nut_station: str | None = None
     _nut_user: tuple[str, str] | None = None
-
-    if TYPE_CHECKING:
-        _pending_options: dict[str, Any]
-
-        @property
-        def _entry(self) -> EcoflowConfigEntry: ...
-        def _stations(self) -> dict[str, str]: ...
-        def async_show_menu(self, **kwargs: Any) -> ConfigFlowResult: ...
-        def async_show_form(self, **kwargs: Any) -> ConfigFlowResult: ...
-        def async_create_entry(self, **kwargs: Any) -> ConfigFlowResult: ...
-        def add_suggested_values_to_schema(
-            self, data_schema: probatio.Schema, suggested_values: Mapping[str, Any] | None
-        ) -> probatio.Schema: ...
-
-        hass: Any
 
     def _nut_options(self) -> dict[str, Any]:
         return dict(self._entry.options.get(CONF_NUT) or {})
@@ -172,18 +157,12 @@ class NutOptionsMixin:
     async def async_step_nut_station(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        stations = self._stations()
-        if user_input is not None or len(stations) == 1:
-            self._nut_station = user_input[CONF_STATION] if user_input else next(iter(stations))
-            return await self.async_step_nut_station_settings()
-        return self.async_show_form(
-            step_id="nut_station",
-            data_schema=probatio.Schema(
-                {
-                    probatio.Required(CONF_STATION): station_selector(stations),
-                }
-            ),
-        )
+        """Choose the station whose NUT name, aliases and wake address to edit."""
+        station = self._chosen_station("nut_station", user_input)
+        if not isinstance(station, str):
+            return station
+        self._nut_station = station
+        return await self.async_step_nut_station_settings()
 
     async def async_step_nut_station_settings(
         self, user_input: dict[str, Any] | None = None

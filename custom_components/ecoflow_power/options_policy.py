@@ -9,22 +9,22 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigFlowResult
 import probatio
 
 from .const import (
     CONF_POLICY,
     CONF_STALE_AFTER,
-    CONF_STATION,
     CONF_TOPIC_PREFIX,
     DEFAULT_STALE_AFTER,
     DEFAULT_TOPIC_PREFIX,
 )
+from .options_base import StationOptionsFlow
 from .policy.settings import PolicySettings
-from .selectors import number_selector, seconds_selector, station_selector
+from .selectors import number_selector, seconds_selector
 
 if TYPE_CHECKING:
-    from .runtime import EcoflowConfigEntry
+    pass
 
 
 def stored_policy_settings(stored: Mapping[str, Any]) -> PolicySettings:
@@ -88,28 +88,16 @@ def policy_schema(current: PolicySettings, prefix: str) -> probatio.Schema:
     return probatio.Schema(fields_)
 
 
-class PolicyOptionsMixin(OptionsFlow):
+class PolicyOptionsMixin(StationOptionsFlow):
     """The "policy" and "policy_settings" steps of the options flow."""
-
-    _station: str | None
-
-    if TYPE_CHECKING:
-        config_entry: EcoflowConfigEntry
-
-        def _stations(self) -> dict[str, str]: ...
 
     async def async_step_policy(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         """Choose the station whose policy to edit."""
-        stations = self._stations()
-        if user_input is not None or len(stations) == 1:
-            self._station = user_input[CONF_STATION] if user_input else next(iter(stations))
-            return await self.async_step_policy_settings()
-        return self.async_show_form(
-            step_id="policy",
-            data_schema=probatio.Schema(
-                {probatio.Required(CONF_STATION): station_selector(stations)}
-            ),
-        )
+        station = self._chosen_station("policy", user_input)
+        if not isinstance(station, str):
+            return station
+        self._station = station
+        return await self.async_step_policy_settings()
 
     async def async_step_policy_settings(
         self, user_input: dict[str, Any] | None = None

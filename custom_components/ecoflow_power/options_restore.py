@@ -6,7 +6,7 @@ from collections.abc import Mapping
 import re
 from typing import Any
 
-from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.helpers.selector import (
     TextSelector,
 )
@@ -16,7 +16,6 @@ from .const import (
     CONF_AGENT_ID,
     CONF_AGENTS,
     CONF_RESTORE,
-    CONF_STATION,
     CONF_WAKE_TARGETS,
     DEFAULT_WAKE_PORT,
     WAKE_BROADCAST,
@@ -25,6 +24,7 @@ from .const import (
 )
 from .nut.config import NutConfig
 from .nut.consumer import nut_agent_id
+from .options_base import StationOptionsFlow
 from .restore_coordinator import wake_settings_for
 from .selectors import number_selector, station_selector
 
@@ -42,28 +42,20 @@ def wake_hosts(options: Mapping[str, Any]) -> dict[str, str]:
     return hosts
 
 
-class RestoreOptionsSteps(OptionsFlow):
+class RestoreOptionsSteps(StationOptionsFlow):
     """Mixed into the options flow: `restore` (choose a station) and `restore_settings`."""
 
     _restore_station: str | None = None
-
-    def _stations(self) -> dict[str, str]:  # provided by the options flow
-        raise NotImplementedError
 
     async def async_step_restore(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Choose the station whose restore rule to edit."""
-        stations = self._stations()
-        if user_input is not None or len(stations) == 1:
-            self._restore_station = user_input[CONF_STATION] if user_input else next(iter(stations))
-            return await self.async_step_restore_settings()
-        return self.async_show_form(
-            step_id="restore",
-            data_schema=probatio.Schema(
-                {probatio.Required(CONF_STATION): station_selector(stations)}
-            ),
-        )
+        station = self._chosen_station("restore", user_input)
+        if not isinstance(station, str):
+            return station
+        self._restore_station = station
+        return await self.async_step_restore_settings()
 
     async def async_step_restore_settings(
         self, user_input: dict[str, Any] | None = None

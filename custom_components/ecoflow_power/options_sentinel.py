@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from homeassistant.config_entries import ConfigFlowResult, OptionsFlow
+from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.helpers.selector import (
     EntitySelector,
     EntitySelectorConfig,
@@ -18,12 +18,11 @@ from homeassistant.helpers.selector import (
 )
 import probatio
 
-from .const import CONF_STATION
-from .selectors import station_selector
+from .options_base import StationOptionsFlow
 from .sentinel import CONF_SENTINEL_ENTITY, CONF_SENTINEL_KIND, CONF_SENTINELS, SentinelKind
 
 if TYPE_CHECKING:
-    from .runtime import EcoflowConfigEntry
+    pass
 
 # A binary_sensor kind needs a binary sensor; the others read any entity
 # (a voltage sensor, the NUT status sensor, a mains-only device's entity).
@@ -34,30 +33,18 @@ _KIND_DOMAINS: dict[SentinelKind, tuple[str, ...]] = {
 }
 
 
-class SentinelOptionsMixin(OptionsFlow):
+class SentinelOptionsMixin(StationOptionsFlow):
     """The "sentinel" and "sentinel_settings" steps of the options flow."""
-
-    _station: str | None
-
-    if TYPE_CHECKING:
-        config_entry: EcoflowConfigEntry
-
-        def _stations(self) -> dict[str, str]: ...
 
     async def async_step_sentinel(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Choose the station whose sentinel to set."""
-        stations = self._stations()
-        if user_input is not None or len(stations) == 1:
-            self._station = user_input[CONF_STATION] if user_input else next(iter(stations))
-            return await self.async_step_sentinel_settings()
-        return self.async_show_form(
-            step_id="sentinel",
-            data_schema=probatio.Schema(
-                {probatio.Required(CONF_STATION): station_selector(stations)}
-            ),
-        )
+        station = self._chosen_station("sentinel", user_input)
+        if not isinstance(station, str):
+            return station
+        self._station = station
+        return await self.async_step_sentinel_settings()
 
     async def async_step_sentinel_settings(
         self, user_input: dict[str, Any] | None = None

@@ -38,7 +38,7 @@ import paho.mqtt.client as paho
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ecoflow_power.config_flow import account_unique_id
+from custom_components.ecoflow_power.account import account_unique_id
 from custom_components.ecoflow_power.const import (
     CONF_ACCESS_KEY,
     CONF_ADD_NEW_DEVICES,

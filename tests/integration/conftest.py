@@ -9,7 +9,7 @@ from unittest.mock import AsyncMock, PropertyMock, patch
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ecoflow_power.config_flow import account_unique_id
+from custom_components.ecoflow_power.account import account_unique_id
 from custom_components.ecoflow_power.const import (
     CONF_ACCESS_KEY,
     CONF_ADD_NEW_DEVICES,
@@ -61,7 +61,7 @@ def mock_client() -> Generator[AsyncMock]:
     )
     client.devices.return_value = list(ACCOUNT)
     with patch(
-        "custom_components.ecoflow_power.config_flow.EcoflowApiClient", return_value=client
+        "custom_components.ecoflow_power.account.EcoflowApiClient", return_value=client
     ) as factory:
         client.factory = factory
         yield client

@@ -15,7 +15,7 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ecoflow_power.config_flow import (
+from custom_components.ecoflow_power.account import (
     CONFIG_MINOR_VERSION,
     account_unique_id,
     legacy_unique_id,
