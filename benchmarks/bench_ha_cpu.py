@@ -43,8 +43,8 @@ import pytest
 
 import custom_components.ecoflow_power
 from custom_components.ecoflow_power.const import CONF_AGENTS, CONF_POLICY, DOMAIN
+from custom_components.ecoflow_power.ecoflow.cloud_messages import RawMessage
 from custom_components.ecoflow_power.ecoflow.envelope import payload_bytes
-from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
 from custom_components.ecoflow_power.ecoflow.proto import envelope_pb2, power_station_pb2
 from custom_components.ecoflow_power.ecoflow.state import MessageSource
 from tests.integration.conftest import ACCOUNT, DELTA2_SN, RIVER3_SN, FakeSession, make_entry

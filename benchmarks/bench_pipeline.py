@@ -66,8 +66,8 @@ from custom_components.ecoflow_power.const import (
     CONF_STALE_AFTER,
     DOMAIN,
 )
+from custom_components.ecoflow_power.ecoflow.cloud_messages import maybe_json as _maybe_json
 from custom_components.ecoflow_power.ecoflow.models import identify_model
-from custom_components.ecoflow_power.ecoflow.mqtt_session import _maybe_json
 from custom_components.ecoflow_power.ecoflow.state import GridStatus, MessageSource
 from custom_components.ecoflow_power.ecoflow.tracker import DeviceTracker
 from simulator.devices import Outgoing, SimulatedDevice, delta2, river3

@@ -31,9 +31,10 @@ from .device_cache import DeviceCache
 from .device_selection import devices_to_manage
 from .ecoflow.api import DeviceInfo, EcoflowApiClient
 from .ecoflow.backoff import Backoff
+from .ecoflow.cloud_messages import RawMessage
 from .ecoflow.errors import EcoflowAuthError, EcoflowError
 from .ecoflow.models import ModelInfo, identify_model
-from .ecoflow.mqtt_session import CloudMqttSession, RawMessage
+from .ecoflow.mqtt_session import CloudMqttSession
 from .ecoflow.state import PowerState
 from .ecoflow.tracker import DeviceTracker
 from .issues import clear_repair, raise_repair

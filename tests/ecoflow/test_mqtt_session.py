@@ -3,20 +3,17 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 import logging
 import threading
 import time
 
-import aiohttp
 import aiomqtt
 import pytest
 
 from custom_components.ecoflow_power.ecoflow.api import EcoflowApiClient
 from custom_components.ecoflow_power.ecoflow.backoff import Backoff
-from custom_components.ecoflow_power.ecoflow.mqtt_session import (
-    CloudMqttSession,
+from custom_components.ecoflow_power.ecoflow.cloud_messages import (
     RawMessage,
     is_refused_credentials,
     latest_quotas_json,
@@ -26,54 +23,19 @@ from custom_components.ecoflow_power.ecoflow.proto import envelope_pb2, power_st
 from custom_components.ecoflow_power.ecoflow.state import MessageSource
 from simulator import protobuf_codec
 from simulator.devices import DEFAULT_DELTA2_SN, DEFAULT_RIVER3_SN, default_devices, river3
-from simulator.standin import StandIn
-from tests.helpers.mosquitto import MosquittoBroker
+from tests.ecoflow.cloud_world import (
+    ACCESS_KEY,
+    ACCOUNT,
+    MQTT_PASSWORD,
+    SECRET_KEY,
+    World,
+    cloud_world,
+    wait_for,
+)
 
 pytestmark = pytest.mark.broker
 
-ACCESS_KEY = "ak-session-test"
-SECRET_KEY = "sk-session-SECRET-123"
-ACCOUNT = "open-test-account"
-MQTT_PASSWORD = "first-MQTT-password"
-SIM_USER = "simulator"
-SIM_PASSWORD = "simulator-password"
 OTHER_SN = "R651ZAB5XXXX0099"
-
-
-@dataclass
-class World:
-    broker: MosquittoBroker
-    standin: StandIn
-    api: EcoflowApiClient
-    http: aiohttp.ClientSession
-    sessions: list[CloudMqttSession] = field(default_factory=list)
-    messages: list[RawMessage] = field(default_factory=list)
-    changes: list[bool] = field(default_factory=list)
-
-    def session(self, devices: list[str] | None = None, **kwargs: object) -> CloudMqttSession:
-        options: dict[str, object] = {
-            "snapshot_interval": 0.5,
-            "quota_poll_interval": 0.5,
-            "backoff": Backoff(initial=0.1, maximum=0.5),
-            "keepalive": 5,
-            "connect_timeout": 3,
-        }
-        options.update(kwargs)
-        session = CloudMqttSession(
-            self.api,
-            client_id="ecoflow-power-test",
-            devices=devices if devices is not None else [DEFAULT_RIVER3_SN, DEFAULT_DELTA2_SN],
-            on_message=self.messages.append,
-            on_connection_change=self.changes.append,
-            **options,  # type: ignore[arg-type]
-        )
-        self.sessions.append(session)
-        return session
-
-    def of(self, sn: str, source: MessageSource, since: float = 0.0) -> list[RawMessage]:
-        return [
-            m for m in self.messages if m.sn == sn and m.source is source and m.received_at >= since
-        ]
 
 
 def leftover_tasks(before: set[asyncio.Task[object]], world: World) -> list[asyncio.Task[object]]:
@@ -95,51 +57,12 @@ def leftover_tasks(before: set[asyncio.Task[object]], world: World) -> list[asyn
     return [t for t in asyncio.all_tasks() - before if not t.done() and not stand_ins(t)]
 
 
-async def wait_for(predicate: Callable[[], object], within: float = 8.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
 async def world(socket_enabled: None) -> AsyncIterator[World]:
-    broker = MosquittoBroker(users={ACCOUNT: MQTT_PASSWORD, SIM_USER: SIM_PASSWORD})
-    broker.start()
-
-    async def apply_new_password(account: str, password: str) -> None:
-        # What the real cloud does on its side: the old password stops working.
-        broker.set_users({account: password, SIM_USER: SIM_PASSWORD})
-        await asyncio.to_thread(broker.restart)
-
-    devices = [*default_devices(), river3(OTHER_SN)]
-    standin = StandIn(
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        broker_host=broker.host,
-        broker_port=broker.port,
-        devices=devices,
-        account=ACCOUNT,
-        mqtt_password=MQTT_PASSWORD,
-        publisher_username=SIM_USER,
-        publisher_password=SIM_PASSWORD,
-        time_scale=60,
-        publish_interval=0.2,
-        on_credentials_rotated=apply_new_password,
-    )
-    http = aiohttp.ClientSession()
-    await standin.start()
-    api = EcoflowApiClient(http, ACCESS_KEY, SECRET_KEY, base_url=standin.url)
-    state = World(broker, standin, api, http)
-    try:
+    async with cloud_world(
+        [*default_devices(), river3(OTHER_SN)], rotating_passwords=True
+    ) as state:
         yield state
-    finally:
-        for session in state.sessions:
-            await session.stop()
-        await standin.stop()
-        await http.close()
-        broker.cleanup()
 
 
 def decode_push(payload: bytes) -> tuple[envelope_pb2.Header, bytes]:

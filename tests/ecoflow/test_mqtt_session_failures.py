@@ -1,109 +1,45 @@
 """CloudMqttSession when things go wrong: the cloud API, TLS setup, callbacks, odd traffic.
 
-Against a real mosquitto (password file) fed by the stand-in, like
-test_mqtt_session.py; a few routing rules are checked on the session's own
-dispatch, as a broker only delivers the topics the session subscribed to.
+Against a real mosquitto (password file) fed by the stand-in (cloud_world.py);
+a few routing rules are checked on the session's own dispatch, as a broker only
+delivers the topics the session subscribed to.
 """
 
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator, Callable
-from dataclasses import dataclass, field
+from collections.abc import AsyncIterator
 import ssl
 import time
 
-import aiohttp
 import aiomqtt
 import pytest
 
-from custom_components.ecoflow_power.ecoflow.api import EcoflowApiClient
 from custom_components.ecoflow_power.ecoflow.backoff import Backoff
-from custom_components.ecoflow_power.ecoflow.mqtt_session import CloudMqttSession, RawMessage
+from custom_components.ecoflow_power.ecoflow.cloud_messages import RawMessage
+from custom_components.ecoflow_power.ecoflow.mqtt_session import CloudMqttSession
 from custom_components.ecoflow_power.ecoflow.state import MessageSource
 from simulator.devices import DEFAULT_DELTA2_SN, DEFAULT_RIVER3_SN, default_devices
-from simulator.standin import StandIn
-from tests.helpers.mosquitto import MosquittoBroker
+from tests.ecoflow.cloud_world import (
+    ACCOUNT,
+    SIM_PASSWORD,
+    SIM_USER,
+    World,
+    cloud_world,
+    wait_for,
+)
 
 pytestmark = pytest.mark.broker
 
-ACCESS_KEY = "ak-session-failures"
-SECRET_KEY = "sk-session-failures-SECRET"
-ACCOUNT = "open-failures-account"
-MQTT_PASSWORD = "failures-MQTT-password"
-SIM_USER = "simulator"
-SIM_PASSWORD = "simulator-password"
-
-
-@dataclass
-class Cloud:
-    broker: MosquittoBroker
-    standin: StandIn
-    api: EcoflowApiClient
-    sessions: list[CloudMqttSession] = field(default_factory=list)
-    messages: list[RawMessage] = field(default_factory=list)
-
-    def session(self, devices: list[str] | None = None, **kwargs: object) -> CloudMqttSession:
-        options: dict[str, object] = {
-            "snapshot_interval": 0.5,
-            "quota_poll_interval": 0,
-            "backoff": Backoff(initial=0.05, maximum=0.2),
-            "keepalive": 5,
-            "connect_timeout": 3,
-        }
-        options.update(kwargs)
-        session = CloudMqttSession(
-            self.api,
-            client_id="ecoflow-power-failures",
-            devices=devices if devices is not None else [DEFAULT_RIVER3_SN, DEFAULT_DELTA2_SN],
-            on_message=self.messages.append,
-            **options,  # type: ignore[arg-type]
-        )
-        self.sessions.append(session)
-        return session
-
-
-async def wait_for(predicate: Callable[[], object], within: float = 8.0) -> None:
-    deadline = time.monotonic() + within
-    while not predicate():
-        if time.monotonic() > deadline:
-            raise AssertionError("condition not met in time")
-        await asyncio.sleep(0.05)
-
-
 @pytest.fixture
-async def cloud(socket_enabled: None) -> AsyncIterator[Cloud]:
-    broker = MosquittoBroker(users={ACCOUNT: MQTT_PASSWORD, SIM_USER: SIM_PASSWORD})
-    broker.start()
-    standin = StandIn(
-        access_key=ACCESS_KEY,
-        secret_key=SECRET_KEY,
-        broker_host=broker.host,
-        broker_port=broker.port,
-        devices=default_devices(),
-        account=ACCOUNT,
-        mqtt_password=MQTT_PASSWORD,
-        publisher_username=SIM_USER,
-        publisher_password=SIM_PASSWORD,
-        time_scale=60,
-        publish_interval=0.2,
-    )
-    http = aiohttp.ClientSession()
-    await standin.start()
-    state = Cloud(
-        broker, standin, EcoflowApiClient(http, ACCESS_KEY, SECRET_KEY, base_url=standin.url)
-    )
-    try:
+async def cloud(socket_enabled: None) -> AsyncIterator[World]:
+    async with cloud_world(
+        default_devices(), quota_poll_interval=0, backoff=Backoff(initial=0.05, maximum=0.2)
+    ) as state:
         yield state
-    finally:
-        for session in state.sessions:
-            await session.stop()
-        await standin.stop()
-        await http.close()
-        broker.cleanup()
 
 
-async def test_the_session_names_the_account_the_cloud_certified(cloud: Cloud) -> None:
+async def test_the_session_names_the_account_the_cloud_certified(cloud: World) -> None:
     session = cloud.session()
     assert session.credentials_account is None
     await session.start()
@@ -111,7 +47,7 @@ async def test_the_session_names_the_account_the_cloud_certified(cloud: Cloud) -
     assert session.credentials_account == ACCOUNT
 
 
-async def test_starting_twice_keeps_one_connection(cloud: Cloud) -> None:
+async def test_starting_twice_keeps_one_connection(cloud: World) -> None:
     session = cloud.session()
     await session.start()
     await session.start()
@@ -122,7 +58,7 @@ async def test_starting_twice_keeps_one_connection(cloud: Cloud) -> None:
 
 
 async def test_an_api_error_fetching_credentials_is_retried_until_the_cloud_answers(
-    cloud: Cloud,
+    cloud: World,
 ) -> None:
     cloud.standin.cloud.fail_next("/certification", code="5000", message="busy", times=3)
     session = cloud.session()
@@ -132,7 +68,7 @@ async def test_an_api_error_fetching_credentials_is_retried_until_the_cloud_answ
     await wait_for(lambda: [m for m in cloud.messages if m.sn == DEFAULT_RIVER3_SN])
 
 
-async def test_a_failing_connection_callback_does_not_stop_the_session(cloud: Cloud) -> None:
+async def test_a_failing_connection_callback_does_not_stop_the_session(cloud: World) -> None:
     calls: list[bool] = []
 
     def explode(connected: bool) -> None:
@@ -157,7 +93,7 @@ async def test_a_failing_connection_callback_does_not_stop_the_session(cloud: Cl
     ],
 )
 async def test_a_tls_setup_failure_is_reported_and_retried_not_fatal(
-    cloud: Cloud, failure: Exception, reported: str
+    cloud: World, failure: Exception, reported: str
 ) -> None:
     cloud.standin.cloud.protocol = "mqtts"
     attempts: list[float] = []
@@ -178,7 +114,7 @@ async def test_a_tls_setup_failure_is_reported_and_retried_not_fatal(
 
 
 async def test_a_json_looking_payload_that_is_not_json_is_delivered_as_bytes(
-    cloud: Cloud,
+    cloud: World,
 ) -> None:
     session = cloud.session(devices=[DEFAULT_RIVER3_SN])
     await session.start()
@@ -197,7 +133,7 @@ async def test_a_json_looking_payload_that_is_not_json_is_delivered_as_bytes(
     assert all(m.source is MessageSource.PROPERTY and m.topic == topic for m in odd())
 
 
-async def test_a_snapshot_request_that_cannot_be_sent_is_dropped_quietly(cloud: Cloud) -> None:
+async def test_a_snapshot_request_that_cannot_be_sent_is_dropped_quietly(cloud: World) -> None:
     session = cloud.session(devices=[DEFAULT_RIVER3_SN, DEFAULT_DELTA2_SN])
     never_connected = aiomqtt.Client(cloud.broker.host, cloud.broker.port)
     await session._request_snapshots(never_connected, [DEFAULT_RIVER3_SN, DEFAULT_DELTA2_SN])

@@ -22,7 +22,7 @@ from custom_components.ecoflow_power.const import (
     DOMAIN,
 )
 from custom_components.ecoflow_power.ecoflow.api import DeviceInfo, MqttCredentials
-from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
+from custom_components.ecoflow_power.ecoflow.cloud_messages import RawMessage
 
 ACCESS_KEY = "AKtestaccesskey0001"
 CERT_ACCOUNT = "open-test"  # what the certification names the account

@@ -12,7 +12,7 @@ from homeassistant.core import HomeAssistant
 from homeassistant.util import dt as dt_util
 from pytest_homeassistant_custom_component.common import async_fire_time_changed
 
-from custom_components.ecoflow_power.ecoflow.mqtt_session import RawMessage
+from custom_components.ecoflow_power.ecoflow.cloud_messages import RawMessage
 from custom_components.ecoflow_power.ecoflow.state import MessageSource
 
 CAPTURES = Path(__file__).resolve().parent.parent / "fixtures" / "captures"

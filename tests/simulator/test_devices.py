@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import json
 
-from custom_components.ecoflow_power.ecoflow.mqtt_session import latest_quotas_protobuf
+from custom_components.ecoflow_power.ecoflow.cloud_messages import latest_quotas_protobuf
 from custom_components.ecoflow_power.ecoflow.proto import envelope_pb2, power_station_pb2
 from simulator import protobuf_codec
 from simulator.devices import JsonPowerStation, ProtobufPowerStation, delta2, river3

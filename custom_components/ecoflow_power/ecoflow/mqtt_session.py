@@ -12,7 +12,6 @@ import asyncio
 from collections.abc import Callable, Iterable, Mapping, Sequence
 import contextlib
 from dataclasses import dataclass
-import json
 import logging
 import random
 import ssl
@@ -23,35 +22,23 @@ import aiomqtt
 
 from .api import PATH_QUOTA_ALL, EcoflowApiClient, MqttCredentials
 from .backoff import Backoff
+from .cloud_messages import (
+    RawMessage,
+    device_topics,
+    is_refused_credentials,
+    latest_quotas_json,
+    latest_quotas_protobuf,
+    maybe_json,
+    route,
+)
 from .errors import EcoflowAuthError, EcoflowDeviceNotSupportedError, EcoflowError
-from .proto import envelope_pb2
 from .state import MessageSource
 
 _LOGGER = logging.getLogger(__name__)
 
-# CONNACK codes that mean "these credentials are no good": 4/5 in MQTT 3.1.1,
-# which paho 2.x reports as the MQTT 5 reason codes 134/135.
-_REFUSED_CODES = frozenset({4, 5, 134, 135})
-_REFUSED_WORDS = ("not authori", "bad user name or password", "bad username or password")
 # After this many failed attempts in a row, refresh the credentials anyway: an
 # expired password is not always reported as a refusal.
 _REFRESH_AFTER_FAILURES = 5
-
-
-@dataclass(frozen=True)
-class RawMessage:
-    """One message for one device, undecoded.
-
-    ``payload`` is a mapping when the message was a JSON object (Open-API
-    pushes, JSON replies, the HTTPS quota/all data) and the raw bytes
-    otherwise (protobuf envelopes, possibly hex or base64 as sent).
-    """
-
-    sn: str
-    source: MessageSource
-    payload: bytes | Mapping[str, Any]
-    received_at: float
-    topic: str
 
 
 @dataclass
@@ -65,48 +52,6 @@ class SessionStats:
     quota_polls: int = 0
     quota_unchanged: int = 0
     last_error: str | None = None
-
-
-def latest_quotas_json(request_id: int) -> bytes:
-    """JSON snapshot request for JSON devices (Delta 2 / River 2 / Delta Pro).
-
-    Same shape as tolwi/hassio-ecoflow-cloud ``BaseDevice.private_api_get_quota``
-    and the other public clients: operateType ``latestQuotas``, empty params.
-    """
-    return json.dumps(
-        {
-            "from": "HomeAssistant",
-            "id": str(request_id),
-            "version": "1.1",
-            "moduleType": 0,
-            "operateType": "latestQuotas",
-            "params": {},
-        },
-        separators=(",", ":"),
-    ).encode()
-
-
-def latest_quotas_protobuf(seq: int) -> bytes:
-    """Protobuf snapshot request for the River 3 / Delta 3 family.
-
-    An envelope with one empty header carrying only ``from`` and ``seq``, as
-    maodijim/ecoflow_exporter ``proto/mqtt.py`` publishes it; its answer is the
-    pb01 capture (four plain headers on get_reply).
-    """
-    header = envelope_pb2.Header(seq=seq)
-    setattr(header, "from", "Android")
-    return envelope_pb2.HeaderMessage(header=[header]).SerializeToString()
-
-
-def is_refused_credentials(err: BaseException) -> bool:
-    """Whether a connect error says the broker refused the user/password."""
-    if isinstance(err, aiomqtt.MqttCodeError):
-        rc = err.rc
-        value = getattr(rc, "value", rc)
-        if isinstance(value, int) and value in _REFUSED_CODES:
-            return True
-    text = str(err).lower()
-    return any(word in text for word in _REFUSED_WORDS)
 
 
 class CloudMqttSession:
@@ -174,6 +119,9 @@ class CloudMqttSession:
     @property
     def credentials_account(self) -> str | None:
         return self._credentials.username if self._credentials else None
+
+    def _account(self) -> str:
+        return self._credentials.username if self._credentials else ""
 
     def last_message_at(self, sn: str) -> float | None:
         """When telemetry for ``sn`` last arrived (status notices do not count)."""
@@ -358,17 +306,9 @@ class CloudMqttSession:
 
     # -- topics -----------------------------------------------------------------
 
-    def _topics_for(self, sn: str) -> list[str]:
-        account = self._credentials.username if self._credentials else ""
-        return [
-            f"/open/{account}/{sn}/quota",
-            f"/open/{account}/{sn}/status",
-            f"/app/device/property/{sn}",
-            f"/app/{account}/{sn}/thing/property/get_reply",
-        ]
-
     async def _sync_subscriptions(self, client: aiomqtt.Client) -> None:
-        wanted = {topic for sn in self._devices for topic in self._topics_for(sn)}
+        account = self._account()
+        wanted = {topic for sn in self._devices for topic in device_topics(account, sn)}
         added = sorted(wanted - self._subscribed)
         removed = sorted(self._subscribed - wanted)
         if removed:
@@ -376,31 +316,15 @@ class CloudMqttSession:
         if added:
             await client.subscribe([(topic, 1) for topic in added])
         self._subscribed = wanted
-        new_devices = [sn for sn in self._devices if any(t in added for t in self._topics_for(sn))]
+        new_devices = [
+            sn for sn in self._devices if any(t in added for t in device_topics(account, sn))
+        ]
         if new_devices and self._connected:
             await self._request_snapshots(client, new_devices)
 
-    def _route(self, topic: str) -> tuple[str, MessageSource] | None:
-        parts = topic.split("/")
-        # "/open/{account}/{sn}/quota" -> ["", "open", account, sn, "quota"]
-        if len(parts) == 5 and parts[1] == "open":
-            if parts[4] == "quota":
-                return parts[3], MessageSource.OPEN_QUOTA
-            if parts[4] == "status":
-                return parts[3], MessageSource.STATUS
-        if len(parts) == 5 and parts[1:4] == ["app", "device", "property"]:
-            return parts[4], MessageSource.PROPERTY
-        if (
-            len(parts) == 7
-            and parts[1] == "app"
-            and parts[4:] == ["thing", "property", "get_reply"]
-        ):
-            return parts[3], MessageSource.GET_REPLY
-        return None
-
     def _dispatch(self, message: aiomqtt.Message) -> None:
         topic = str(message.topic)
-        routed = self._route(topic)
+        routed = route(topic)
         if routed is None:
             return
         sn, source = routed
@@ -408,7 +332,7 @@ class CloudMqttSession:
             return
         raw = message.payload
         data = bytes(raw) if isinstance(raw, bytes | bytearray) else str(raw or "").encode()
-        payload = _maybe_json(data)
+        payload = maybe_json(data)
         now = self._clock()
         if source is not MessageSource.STATUS:
             self._last_message[sn] = now
@@ -435,7 +359,7 @@ class CloudMqttSession:
             await asyncio.sleep(self._snapshot_interval)
 
     async def _request_snapshots(self, client: aiomqtt.Client, sns: Iterable[str]) -> None:
-        account = self._credentials.username if self._credentials else ""
+        account = self._account()
         for sn in sns:
             topic = f"/app/{account}/{sn}/thing/property/get"
             self._request_ids += 1
@@ -485,16 +409,6 @@ class CloudMqttSession:
         self._deliver(
             RawMessage(sn, MessageSource.HTTP_QUOTA, data, now, f"{PATH_QUOTA_ALL}?sn={sn}")
         )
-
-
-def _maybe_json(data: bytes) -> bytes | Mapping[str, Any]:
-    if data[:1] != b"{":
-        return data
-    try:
-        parsed = json.loads(data)
-    except ValueError:
-        return data
-    return parsed if isinstance(parsed, dict) else data
 
 
 def _consume_disconnect_error(client: aiomqtt.Client) -> None:
