@@ -2,7 +2,8 @@
 
 The engines decide; this module carries their effects out: it publishes through
 HA's MQTT integration, fires bus events, raises repairs, persists the engines
-so a restart resumes a pending shutdown, and routes agent acks and status.
+so a restart resumes a pending shutdown, and routes agent acks and status
+(policy_agent_messages.py).
 """
 
 from __future__ import annotations
@@ -14,7 +15,6 @@ from datetime import datetime
 import logging
 from typing import Any
 
-from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry
 from homeassistant.core import CALLBACK_TYPE, HomeAssistant, callback
 from homeassistant.exceptions import HomeAssistantError
@@ -52,17 +52,13 @@ from .policy.effects import (
 )
 from .policy.engine import PolicyEngine
 from .policy.protocol import (
-    AckStatus,
-    AgentState,
     AgentStatus,
-    JobState,
     command_topic,
-    parse_ack,
-    parse_status,
 )
 from .policy.status import PolicyStatus
 from .policy.supply import SupplyBoard
 from .policy_actions import PolicyActions
+from .policy_agent_messages import AgentMessages
 from .policy_inputs import telemetry_reading
 from .policy_mqtt import PolicyMqtt
 from .policy_repairs import PROTECTION_ISSUES, rendered
@@ -78,7 +74,9 @@ STORAGE_SAVE_DELAY = 1
 AUDIT_LOG_SIZE = 200
 
 
-class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicyStatus]]):
+class PolicyCoordinator(
+    PolicyActions, AgentMessages, DataUpdateCoordinator[dict[str, PolicyStatus]]
+):
     """Engines per station, agent presence, and the MQTT side of the protocol."""
 
     config_entry: ConfigEntry
@@ -238,71 +236,6 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             return
         self._run_effects_and_reschedule(list(update_mains(present)), sn)
 
-    def _agent_from_topic(self, topic: str) -> str | None:
-        parts = topic.split("/")
-        return parts[-2] if len(parts) >= 2 else None
-
-    @callback
-    def _handle_ack_message(self, message: mqtt.ReceiveMessage) -> None:
-        agent_id = self._agent_from_topic(message.topic)
-        agent = self.agents.get(agent_id or "")
-        if agent is None:
-            return
-        ack = parse_ack(_payload(message), agent.secret)
-        if ack is None or ack.agent != agent.agent_id:
-            # Forged, tampered or malformed: counted, never acted on.
-            self.rejected_messages += 1
-            _LOGGER.warning("Ignored an ack on %s that failed its signature check", message.topic)
-            return
-        waiter = self._pong_waiters.get(ack.id)
-        if ack.status is AckStatus.PONG and waiter is not None and not waiter.done():
-            waiter.set_result(now_ts())
-        engine = self.engines.get(agent.device)
-        if engine is None:
-            return
-        # protocol 2: the ack's own time against the command's gives the agent's clock offset
-        self.leases.observe_ack(agent.agent_id, ack, engine.status(), now_ts())
-        self._run_effects_and_reschedule(engine.handle_ack(agent.agent_id, ack), agent.device)
-
-    @callback
-    def _handle_status_message(self, message: mqtt.ReceiveMessage) -> None:
-        agent_id = self._agent_from_topic(message.topic)
-        if not agent_id:
-            return
-        agent = self.agents.get(agent_id)
-        if agent is None:
-            if discovered := DiscoveredAgent.from_payload(agent_id, _payload(message)):
-                self.discovered[agent_id] = discovered
-            return
-        status = parse_status(_payload(message), agent.secret)
-        if status is None:
-            self.rejected_messages += 1
-            return
-        previous = self.agent_status.get(agent_id)
-        self.agent_status[agent_id] = status
-        self._update_agent_device(agent, status)
-        self.async_update_listeners()
-        if (
-            status.state is AgentState.OFFLINE
-            and previous is not None
-            and previous.state is AgentState.ONLINE
-        ):
-            self._fire_event(agent.device, "agent_offline", {"agent": agent_id}, agent=agent_id)
-        # An agent back online without having confirmed its shutdown gets it
-        # again (the engine decides). Only a (re)connect is a return: a
-        # protocol-2 agent also republishes its status while online when its
-        # job changes, and one that says it holds a job needs nothing re-sent.
-        online = status.state is AgentState.ONLINE
-        reconnected = previous is None or previous.state is not AgentState.ONLINE
-        holds_job = status.job in (JobState.PENDING, JobState.EXECUTING)
-        engine = self.engines.get(agent.device)
-        if engine is None or (online and holds_job):
-            return
-        self._run_effects_and_reschedule(
-            engine.agent_online(agent_id, online, since=float(status.at) if reconnected else None),
-            agent.device,
-        )
-
     def _find_device(self, identifier: str) -> dr.DeviceEntry | dr.ChildDeviceEntry | None:
         """A station or agent device of this entry (agents hang under their station)."""
         registry = dr.async_get(self.hass)
@@ -311,15 +244,6 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
         return registry.async_get_device_by_identifier(
             key, entry_id
         ) or registry.async_get_child_device_by_identifier(key, entry_id)
-
-    def _update_agent_device(self, agent: AgentConfig, status: AgentStatus) -> None:
-        registry = dr.async_get(self.hass)
-        device = self._find_device(agent_device_identifier(agent.agent_id))
-        if not isinstance(device, dr.DeviceEntry):
-            return
-        model = f"Host agent ({status.platform})"
-        if device.sw_version != status.agent_version or device.model != model:
-            registry.async_update_device(device.id, sw_version=status.agent_version, model=model)
 
     # --- effects ----------------------------------------------------------
 
@@ -480,8 +404,3 @@ class PolicyCoordinator(PolicyActions, DataUpdateCoordinator[dict[str, PolicySta
             },
             "engines": {sn: engine.to_dict() for sn, engine in self.engines.items()},
         }
-
-
-def _payload(message: mqtt.ReceiveMessage) -> str | bytes:
-    payload = message.payload
-    return payload if isinstance(payload, str) else bytes(payload)
