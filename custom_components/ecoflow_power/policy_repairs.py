@@ -13,9 +13,7 @@ from homeassistant.util import dt as dt_util
 PROTECTION_ISSUES = frozenset({"policy_blind", "policy_unprotected"})
 
 
-def local_time(timestamp: float | None) -> str:
-    if timestamp is None:
-        return "unknown"
+def local_time(timestamp: float) -> str:
     return dt_util.as_local(dt_util.utc_from_timestamp(timestamp)).strftime("%Y-%m-%d %H:%M:%S")
 
 
@@ -25,6 +23,6 @@ def rendered(key: str, value: object) -> str:
     if key.endswith("_at"):
         try:
             return local_time(float(text)) if text else "unknown"
-        except ValueError:
+        except ValueError, OverflowError:  # not a time, or beyond the calendar
             return text
     return text

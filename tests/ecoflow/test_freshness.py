@@ -166,3 +166,32 @@ def test_a_steadily_repeated_soc_never_ages_out() -> None:
         tracker.ingest(bms(0, 50.0), MessageSource.PROPERTY, T0 + offset)
     assert tracker.snapshot(T0 + 200, 60).soc_min == 50.0
     assert tracker.snapshot(T0 + 281, 60).soc_min is None
+
+
+# --- what a full snapshot leaves out ---------------------------------------------
+
+
+def test_a_field_missing_from_a_newer_full_snapshot_is_forgotten_not_frozen() -> None:
+    tracker = DeviceTracker(DELTA2, identify_model(DELTA2, None))
+    tracker.ingest(delta2_reply(), MessageSource.GET_REPLY, T0)
+    assert tracker.snapshot(T0, 120).watts_out == 344.0
+    # The station stops reporting its output power (e.g. outputs switched off).
+    without_output = delta2_reply()
+    del without_output["data"]["quotaMap"]["pd.wattsOutSum"]
+    assert tracker.ingest(without_output, MessageSource.GET_REPLY, T0 + 30) is True
+    state = tracker.snapshot(T0 + 30, 120)
+    assert state.watts_out is None  # not the 344 W of 30 s ago
+    assert "watts_out" not in state.seen_at
+    assert "pd.wattsOutSum" not in tracker.raw_fields()
+    assert state.soc is not None  # what the snapshot still carries stays
+
+
+def test_a_json_snapshot_leaves_the_protobuf_readings_of_the_station_alone() -> None:
+    tracker = new_tracker()
+    tracker.ingest(display(cms_batt_soc=50.0), MessageSource.PROPERTY, T0)
+    # A quota/all answer knows only JSON keys: it says nothing of protobuf fields.
+    tracker.ingest(
+        {"code": "0", "data": {"bms_bmsStatus.cycles": 12}}, MessageSource.HTTP_QUOTA, T0 + 10
+    )
+    assert tracker.snapshot(T0 + 10, 120).soc == 50.0
+    assert tracker.raw_fields()["display.cms_batt_soc"] == 50.0

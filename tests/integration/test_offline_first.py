@@ -154,6 +154,35 @@ async def test_first_start_without_the_cloud_learns_names_once_it_answers(
     assert entry.runtime_data.device_cache.devices == ACCOUNT
 
 
+async def test_unreadable_device_cache_starts_empty_and_warns(
+    hass: HomeAssistant,
+    hass_storage: dict[str, Any],
+    mock_client: AsyncMock,
+    fake_session: Any,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    entry = make_entry()
+    hass_storage[f"{DOMAIN}.{entry.entry_id}.devices"] = {
+        "version": 1,
+        "minor_version": 1,
+        "key": f"{DOMAIN}.{entry.entry_id}.devices",
+        # A device without its serial (a hand-edited or damaged file).
+        "data": {"devices": [{"product_name": "DELTA 2", "device_name": "Rack"}]},
+    }
+    _cloud_down(mock_client, fake_session, EcoflowConnectionError("no route"))
+    await _setup(hass, entry)
+    assert entry.state is ConfigEntryState.LOADED
+    assert "Ignoring an unreadable device cache" in caplog.text
+    # Nothing from the damaged cache: the selected stations, known by serial only.
+    assert entry.runtime_data.device_cache.devices == []
+    rack = dr.async_get(hass).async_get_device_by_identifier((DOMAIN, DELTA2_SN), entry.entry_id)
+    assert rack is not None
+    assert rack.name == "Delta 2"
+    policy = hass.states.get("sensor.delta_2_shutdown_policy")
+    assert policy is not None
+    assert policy.state == "normal"
+
+
 async def test_unreadable_stored_policy_state_gives_a_fresh_engine_and_a_repair(
     hass: HomeAssistant, hass_storage: dict[str, Any], mock_client: AsyncMock, fake_session
 ) -> None:

@@ -45,6 +45,19 @@ def test_on_grid_the_load_is_what_the_battery_would_take_over() -> None:
     assert reading.load_w == 120.0
 
 
+def test_without_a_battery_figure_the_discharge_is_output_minus_input() -> None:
+    # Some stations report no battery power: what leaves minus what comes in.
+    on_battery = telemetry_reading(_state(grid=GridStatus.LOST, watts_in=40.0, watts_out=300.0))
+    assert on_battery is not None
+    assert on_battery.discharge_w == 260.0
+    charging = telemetry_reading(_state(grid=GridStatus.CONNECTED, watts_in=500.0, watts_out=80.0))
+    assert charging is not None
+    assert charging.discharge_w == 0.0
+    unknown_input = telemetry_reading(_state(watts_out=300.0))
+    assert unknown_input is not None
+    assert unknown_input.discharge_w is None
+
+
 def test_a_state_without_fresh_evidence_is_not_fed() -> None:
     # A cached snapshot or an "offline" reply: newer updated_at, no fresh evidence.
     assert telemetry_reading(_state(fresh_at=None)) is None

@@ -26,6 +26,13 @@ def test_engine_times_are_shown_in_local_time() -> None:
     assert rendered("cutoff", "25") == "25"
 
 
+def test_a_time_placeholder_that_is_no_time_is_shown_as_the_engine_wrote_it() -> None:
+    assert rendered("fires_at", "soon") == "soon"
+    # Beyond any calendar (an estimate with a vanishing drain): text, not a crash.
+    assert rendered("fires_at", "1e300") == "1e300"
+    assert rendered("fires_at", "inf") == "inf"
+
+
 async def test_frozen_telemetry_is_a_repair_not_an_outage(
     hass: HomeAssistant, mock_client: AsyncMock, fake_session, freezer: FrozenDateTimeFactory
 ) -> None:

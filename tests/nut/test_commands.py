@@ -256,6 +256,14 @@ def test_login_errors(client: Client, handler: CommandHandler, sessions: list[Se
     assert good("LOGIN ups") == ["ERR ALREADY-LOGGED-IN"]
 
 
+def test_the_user_table_never_accepts_a_missing_username_or_password() -> None:
+    # The handler asks for both before LOGIN; the table fails closed on its own too.
+    assert USERS.check("monitor", "s3cret pass") is True
+    assert USERS.check(None, "s3cret pass") is False
+    assert USERS.check("monitor", None) is False
+    assert USERS.check(None, None) is False
+
+
 def test_fsd_and_primary_come_only_from_the_policy(client: Client) -> None:
     client.login()
     assert client("FSD delta") == ["ERR ACCESS-DENIED"]

@@ -801,6 +801,7 @@ def test_rotated_secret_stops_stale_resends(make: Make, clock) -> None:
             "agents": {"nas": {"shutdown": {**d["agents"]["nas"]["shutdown"], "issued_at": "x"}}},
         },
         lambda d: {**d, "agents": {"nas": "gone"}},
+        lambda d: {**d, "agents": {"nas": {**d["agents"]["nas"], "shutdown": "cmd-0"}}},
     ],
 )
 def test_an_unreadable_stored_state_raises_policy_state_error(make: Make, clock, mangle) -> None:

@@ -296,6 +296,27 @@ def test_a_backward_clock_step_keeps_a_running_timer_on_time(make: Make) -> None
     assert len(shutdowns(h.at(1))) == 1
 
 
+def test_a_backward_clock_step_keeps_resending_an_unacknowledged_shutdown(make: Make) -> None:
+    h = make(debounce_sec=0, delay_sec=60, ttl_sec=300, resend_interval_sec=15)
+    h.engine.agent_online("nas", True)
+    first = shutdowns(h.lost(soc=10))[0]
+    h.clock.now -= 3600  # the agent never acks; NTP moves the clock back an hour
+    h.lost(soc=10)
+    # Resent 15 s after it went out, not an hour later; the payload is unchanged.
+    assert shutdowns(h.at(14)) == []
+    resent = shutdowns(h.at(1))
+    assert [(s.resend, s.payload) for s in resent] == [(True, first.payload)]
+    # Its ttl still ends 300 s after it was sent.
+    h.at(284)
+    assert h.engine.to_dict()["agents"]["nas"]["shutdown"]["closed"] is False
+    effects = h.at(1)
+    assert AuditKind.UNACKNOWLEDGED in [a.kind for a in audits(effects)]
+    # The times shown in diagnostics moved back with the clock.
+    stored = h.engine.to_dict()["agents"]["nas"]
+    assert stored["last_shutdown_at"] == T0 - 3600
+    assert stored["online_at"] == T0 - 3600
+
+
 # -- an agent that lost its job -------------------------------------------------------------
 
 

@@ -62,13 +62,6 @@ class UserTable:
     def __init__(self, users: Sequence[NutUser]) -> None:
         self._users = {user.username: user.password for user in users}
 
-    def __len__(self) -> int:
-        return len(self._users)
-
-    @property
-    def usernames(self) -> list[str]:
-        return sorted(self._users)
-
     def check(self, username: str | None, password: str | None) -> bool:
         if username is None or password is None:
             return False

@@ -59,11 +59,6 @@ class SupplyBoard:
         self._engines[engine.device_id] = engine
         engine.attach_board(self)
 
-    def detach(self, device_id: str) -> None:
-        engine = self._engines.pop(device_id, None)
-        if engine is not None:
-            engine.attach_board(None)
-
     def known(self, station: str) -> bool:
         return station in self._engines
 

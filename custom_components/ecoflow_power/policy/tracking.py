@@ -85,8 +85,7 @@ class SentCommand:
         return self.published and not self.acknowledged and not self.closed
 
     def next_resend_at(self, interval: float) -> float | None:
-        if not self.awaiting_ack():
-            return None
+        """For a command awaiting its ack: when it goes out again (None: expires first)."""
         due = self.last_sent_at + interval
         return due if due < self.expires_at else None
 
