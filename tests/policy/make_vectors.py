@@ -102,11 +102,17 @@ def accepted_shutdown(execute_at: int, execute_in: int | None = None) -> dict[st
     }
 
 
+def ack(status: str, ack_id: str, **fields: Any) -> dict[str, Any]:
+    """One expected ack: status and id, then its other fields in the order given."""
+    return {"status": status, "id": ack_id, **fields}
+
+
+def acked(*acks: dict[str, Any], accepted: bool = True) -> dict[str, Any]:
+    return {"accepted": accepted, "acks": list(acks)}
+
+
 def rejected(detail_prefix: str, status: str = "rejected", ack_id: str = SHUTDOWN_ID) -> dict:
-    return {
-        "accepted": False,
-        "acks": [{"status": status, "id": ack_id, "detail_prefix": detail_prefix}],
-    }
+    return acked(ack(status, ack_id, detail_prefix=detail_prefix), accepted=False)
 
 
 def command_vectors() -> list[dict[str, Any]]:
@@ -160,10 +166,7 @@ def command_vectors() -> list[dict[str, Any]]:
             now=ISSUED + 21,
             seen_ids=(SHUTDOWN_ID,),
             pending_shutdown=pending,
-            expected={
-                "accepted": True,
-                "acks": [{"status": "aborted", "id": abort_id, "ref": SHUTDOWN_ID}],
-            },
+            expected=acked(ack("aborted", abort_id, ref=SHUTDOWN_ID)),
         ),
         command_vector(
             "abort_too_late",
@@ -173,17 +176,7 @@ def command_vectors() -> list[dict[str, Any]]:
             now=ISSUED + 61,
             seen_ids=(SHUTDOWN_ID,),
             pending_shutdown=pending,
-            expected={
-                "accepted": True,
-                "acks": [
-                    {
-                        "status": "rejected",
-                        "id": abort_id,
-                        "ref": SHUTDOWN_ID,
-                        "detail_prefix": "too_late",
-                    }
-                ],
-            },
+            expected=acked(ack("rejected", abort_id, ref=SHUTDOWN_ID, detail_prefix="too_late")),
         ),
         command_vector(
             "abort_nothing_pending",
@@ -191,19 +184,14 @@ def command_vectors() -> list[dict[str, Any]]:
             agent_secret=SECRET,
             message=abort,
             now=ISSUED + 21,
-            expected={
-                "accepted": True,
-                "acks": [
-                    {"status": "rejected", "id": abort_id, "detail_prefix": "nothing_pending"}
-                ],
-            },
+            expected=acked(ack("rejected", abort_id, detail_prefix="nothing_pending")),
         ),
         command_vector(
             "ping",
             "A ping is answered with pong and nothing else.",
             agent_secret=SECRET,
             message=signed(command(id=ping_id, action="ping", delay_sec=0, reason="ping")),
-            expected={"accepted": True, "acks": [{"status": "pong", "id": ping_id}]},
+            expected=acked(ack("pong", ping_id)),
         ),
         command_vector(
             "ping_escaped_characters",
@@ -217,7 +205,7 @@ def command_vectors() -> list[dict[str, Any]]:
                     reason='say "hi" \\ a/b <ok> & {x}',
                 )
             ),
-            expected={"accepted": True, "acks": [{"status": "pong", "id": ping_id}]},
+            expected=acked(ack("pong", ping_id)),
         ),
         command_vector(
             "within_skew_not_expired",
@@ -250,17 +238,9 @@ def command_vectors() -> list[dict[str, Any]]:
             agent_secret=SECRET,
             message=signed(PINNED_COMMAND),
             seen_ids=(SHUTDOWN_ID,),
-            expected={
-                "accepted": False,
-                "acks": [
-                    {
-                        "status": "duplicate",
-                        "id": SHUTDOWN_ID,
-                        "detail_prefix": "duplicate",
-                        "job": "none",
-                    }
-                ],
-            },
+            expected=acked(
+                ack("duplicate", SHUTDOWN_ID, detail_prefix="duplicate", job="none"), accepted=False
+            ),
         ),
         command_vector(
             "replayed_id_while_pending",
@@ -271,18 +251,16 @@ def command_vectors() -> list[dict[str, Any]]:
             now=ISSUED + 21,
             seen_ids=(SHUTDOWN_ID,),
             pending_shutdown=pending,
-            expected={
-                "accepted": False,
-                "acks": [
-                    {
-                        "status": "duplicate",
-                        "id": SHUTDOWN_ID,
-                        "detail_prefix": "duplicate",
-                        "job": "pending",
-                        "execute_at": ISSUED + 60,
-                    }
-                ],
-            },
+            expected=acked(
+                ack(
+                    "duplicate",
+                    SHUTDOWN_ID,
+                    detail_prefix="duplicate",
+                    job="pending",
+                    execute_at=ISSUED + 60,
+                ),
+                accepted=False,
+            ),
         ),
         command_vector(
             "abort_ref_cancels_pending",
@@ -292,10 +270,7 @@ def command_vectors() -> list[dict[str, Any]]:
             now=ISSUED + 21,
             seen_ids=(SHUTDOWN_ID,),
             pending_shutdown=pending,
-            expected={
-                "accepted": True,
-                "acks": [{"status": "aborted", "id": abort_id, "ref": SHUTDOWN_ID}],
-            },
+            expected=acked(ack("aborted", abort_id, ref=SHUTDOWN_ID)),
         ),
         command_vector(
             "abort_other_ref_cancels_nothing",
@@ -305,17 +280,9 @@ def command_vectors() -> list[dict[str, Any]]:
             now=ISSUED + 21,
             seen_ids=(SHUTDOWN_ID,),
             pending_shutdown=pending,
-            expected={
-                "accepted": True,
-                "acks": [
-                    {
-                        "status": "rejected",
-                        "id": abort_id,
-                        "ref": other_ref,
-                        "detail_prefix": "nothing_pending",
-                    }
-                ],
-            },
+            expected=acked(
+                ack("rejected", abort_id, ref=other_ref, detail_prefix="nothing_pending")
+            ),
         ),
         command_vector(
             "agent_clock_ahead_countdown_relative",
@@ -340,7 +307,7 @@ def command_vectors() -> list[dict[str, Any]]:
             "A payload above 8 KiB is dropped before parsing: no ack at all.",
             agent_secret=SECRET,
             message=signed(big_ping),
-            expected={"accepted": False, "acks": []},
+            expected=acked(accepted=False),
         ),
         command_vector(
             "bad_signature",
@@ -408,19 +375,11 @@ def command_vectors() -> list[dict[str, Any]]:
             agent_secret=None,
             message=legacy,
             now=ISSUED + 10,
-            expected={
-                "accepted": True,
-                "acks": [
-                    {"status": "received", "id": legacy["id"]},
-                    {
-                        "status": "scheduled",
-                        "id": legacy["id"],
-                        "execute_at": ISSUED + 70,
-                        "execute_in": 60,
-                    },
-                    {"status": "executing", "id": legacy["id"]},
-                ],
-            },
+            expected=acked(
+                ack("received", legacy["id"]),
+                ack("scheduled", legacy["id"], execute_at=ISSUED + 70, execute_in=60),
+                ack("executing", legacy["id"]),
+            ),
         ),
         command_vector(
             "legacy_seed_payload_with_secret",
