@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import replace
 import itertools
+from typing import Any
 
 from custom_components.ecoflow_power.ecoflow.state import ChargeState, GridStatus, PowerState
 from custom_components.ecoflow_power.nut.station import StationBackend, StationUps
@@ -29,6 +30,12 @@ class PolicyLoop:
         aliases: tuple[str, ...] = ("ups",),
     ) -> None:
         self.clock = clock
+        self._options = {
+            "nut_threshold": nut_threshold,
+            "nut_delay": nut_delay,
+            "debounce_sec": debounce_sec,
+            "aliases": aliases,
+        }
         ids = itertools.count()
         self.ups = StationUps(
             sn=SN,
@@ -59,6 +66,20 @@ class PolicyLoop:
             stale_after_sec=120,
             driver_version="0.1.0",
         )
+
+    def restarted(self, stored: dict[str, Any] | None = None) -> PolicyLoop:
+        """Home Assistant restarted: a new loop whose engine is read back from `stored`.
+
+        `stored` defaults to what the engine would have saved just now.
+        """
+        fresh = PolicyLoop(self.clock, **self._options)
+        fresh.engine = self.engine.from_dict(
+            self.engine.to_dict() if stored is None else stored,
+            self.engine.settings,
+            list(self.engine.agents.values()),
+            clock=self.clock,
+        )
+        return fresh
 
     def feed(self, *, grid: GridStatus, soc: float, watts_out: float = 150) -> None:
         on_battery = grid is GridStatus.LOST

@@ -101,14 +101,7 @@ def test_a_restart_during_the_countdown_still_reaches_the_commit_point() -> None
     loop = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
     loop.feed(grid=GridStatus.LOST, soc=25)
     loop.tick()
-    restored = loop.engine.from_dict(
-        loop.engine.to_dict(),
-        loop.engine.settings,
-        list(loop.engine.agents.values()),
-        clock=clock,
-    )
-    fresh = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
-    fresh.engine = restored
+    fresh = loop.restarted()
     fresh.state = loop.state
     fresh.backend.adopt()  # what the glue does at start
     clock.now += 20
@@ -171,10 +164,7 @@ def test_a_commit_point_passed_while_home_assistant_was_down_is_confirmed_on_ret
     loop.tick()
     stored = loop.engine.to_dict()
     clock.now += 300  # Home Assistant was down across the commit point
-    fresh = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
-    fresh.engine = loop.engine.from_dict(
-        stored, loop.engine.settings, list(loop.engine.agents.values()), clock=clock
-    )
+    fresh = loop.restarted(stored)
     fresh.feed(grid=GridStatus.LOST, soc=20)
     assert fresh.status_word() == "OB DISCHRG"
     fresh.backend.adopt()
@@ -190,10 +180,7 @@ def test_an_aborted_shutdown_is_not_taken_over_after_a_restart() -> None:
     loop.tick()
     clock.now += 5
     loop.feed(grid=GridStatus.CONNECTED, soc=25)  # aborted
-    fresh = PolicyLoop(clock, nut_threshold=30, nut_delay=20, debounce_sec=0)
-    fresh.engine = loop.engine.from_dict(
-        loop.engine.to_dict(), loop.engine.settings, list(loop.engine.agents.values()), clock=clock
-    )
+    fresh = loop.restarted()
     fresh.state = loop.state
     fresh.backend.adopt()
     clock.now += 60
