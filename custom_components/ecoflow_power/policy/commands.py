@@ -7,6 +7,8 @@ re-sends it until acknowledged, and applies what the agent answers.
 
 from __future__ import annotations
 
+from typing import Any
+
 from .acks import apply_ack
 from .audit import AuditKind, DecisionMode
 from .context import EngineContext
@@ -145,30 +147,16 @@ class Commands:
         else:
             rt.shutdown = cmd
         rt.last_shutdown_at = now
-        if cmd.published:
-            effects.append(PublishCommand(rt.agent_id, CommandAction.SHUTDOWN, cmd.payload))
-        kind = AuditKind.MANUAL_SHUTDOWN if manual else AuditKind.SHUTDOWN
-        ctx.audit_add(
-            effects,
+        self._announce(
+            rt,
+            cmd,
             now,
-            kind,
-            audit_reason or reason,
-            agent_id=rt.agent_id,
-            command_id=cmd.id,
-            mode=mode,
-        )
-        effects.append(
-            ctx.event(
-                PolicyEvent.SHUTDOWN_SENT,
-                agent_id=rt.agent_id,
-                command_id=cmd.id,
-                reason=cmd.payload["reason"],
-                delay_sec=delay_sec,
-                execute_at=cmd.commit_at,
-                mode=str(mode),
-                published=cmd.published,
-                manual=manual,
-            )
+            effects,
+            audit=AuditKind.MANUAL_SHUTDOWN if manual else AuditKind.SHUTDOWN,
+            audit_reason=audit_reason or reason,
+            event=PolicyEvent.SHUTDOWN_SENT,
+            delay_sec=delay_sec,
+            execute_at=cmd.commit_at,
         )
         return cmd
 
@@ -209,22 +197,52 @@ class Commands:
             target.abort_id = abort.id
             target.abort_manual = manual
             target.closed = True
-        if abort.published:
-            effects.append(PublishCommand(rt.agent_id, CommandAction.ABORT, abort.payload))
-        kind = AuditKind.MANUAL_ABORT if manual else AuditKind.ABORT
+        self._announce(
+            rt,
+            abort,
+            now,
+            effects,
+            audit=AuditKind.MANUAL_ABORT if manual else AuditKind.ABORT,
+            audit_reason=reason,
+            event=PolicyEvent.SHUTDOWN_ABORTED,
+            ref=abort.ref,
+        )
+
+    def _announce(
+        self,
+        rt: AgentRuntime,
+        cmd: SentCommand,
+        now: float,
+        effects: list[Effect],
+        *,
+        audit: AuditKind,
+        audit_reason: str,
+        event: PolicyEvent,
+        **details: Any,
+    ) -> None:
+        """A new shutdown or abort: published (unless held back), audited, an event."""
+        ctx = self._ctx
+        if cmd.published:
+            effects.append(PublishCommand(rt.agent_id, cmd.action, cmd.payload))
         ctx.audit_add(
-            effects, now, kind, reason, agent_id=rt.agent_id, command_id=abort.id, mode=mode
+            effects,
+            now,
+            audit,
+            audit_reason,
+            agent_id=rt.agent_id,
+            command_id=cmd.id,
+            mode=cmd.mode,
         )
         effects.append(
             ctx.event(
-                PolicyEvent.SHUTDOWN_ABORTED,
+                event,
                 agent_id=rt.agent_id,
-                command_id=abort.id,
-                ref=abort.ref,
-                reason=abort.payload["reason"],
-                mode=str(mode),
-                published=abort.published,
-                manual=manual,
+                command_id=cmd.id,
+                reason=cmd.payload["reason"],
+                mode=str(cmd.mode),
+                published=cmd.published,
+                manual=cmd.manual,
+                **details,
             )
         )
 
