@@ -21,7 +21,10 @@ from custom_components.ecoflow_power.ecoflow.models import (
     Encoding,
     identify_model,
 )
-from custom_components.ecoflow_power.ecoflow.normalize import firmware_text, remaining_minutes
+from custom_components.ecoflow_power.ecoflow.normalize_shared import (
+    firmware_text,
+    remaining_minutes,
+)
 from custom_components.ecoflow_power.ecoflow.proto.envelope_pb2 import HeaderMessage
 
 

@@ -31,6 +31,7 @@ from tests.ecoflow.cloud_world import (
 
 pytestmark = pytest.mark.broker
 
+
 @pytest.fixture
 async def cloud(socket_enabled: None) -> AsyncIterator[World]:
     async with cloud_world(

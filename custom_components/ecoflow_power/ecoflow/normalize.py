@@ -1,7 +1,8 @@
 """Merged raw fields of one device -> model-independent values.
 
 Each family names the same quantity differently (and in different units);
-this module is the one place that knows the mapping. It picks, for every
+this module and normalize_json.py are the one place that knows the mapping
+(normalize_shared.py holds what all families share). It picks, for every
 quantity, the freshest source, and reports where each value came from so the
 tracker can filter glitches and the grid logic can explain itself.
 """
@@ -9,7 +10,6 @@ tracker can filter glitches and the grid logic can explain itself.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 import math
 import re
 from typing import Any
@@ -17,67 +17,17 @@ from typing import Any
 from . import grid
 from .battery import capacity, set_packs, station_limits
 from .models import DeviceFamily, Encoding, ModelInfo
+from .normalize_json import DELTA2_LAYOUT, DELTA_PRO_LAYOUT, json_generic, json_station
+from .normalize_shared import (
+    charge_state_from_code,
+    charge_state_from_watts,
+    discharge_evidence,
+    energy_totals,
+    firmware_text,
+    remaining_minutes,
+)
 from .readings import Normalized, RawFields, Reading, rounded
 from .state import ChargeState
-
-# 5939 (98 h 59 min) and 5999 (99 h 59 min) mean "not applicable"; the display
-# tops out at 99:59, so anything above is not an estimate either (js02 reports
-# 140157 and 143999).
-REMAIN_SENTINELS = frozenset({5939, 5999})
-MAX_REMAIN_MIN = 5999
-IDLE_WATTS = 10.0
-
-
-def remaining_minutes(value: float | None) -> int | None:
-    """Minutes, or None for sentinels, negatives and implausible values."""
-    if value is None:
-        return None
-    minutes = int(value)
-    if minutes in REMAIN_SENTINELS or minutes < 0 or minutes > MAX_REMAIN_MIN:
-        return None
-    return minutes
-
-
-def firmware_text(value: Any) -> str | None:
-    """EcoFlow packs versions as four bytes, major first: 16908599 -> 1.2.1.55."""
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        return None
-    return ".".join(str((value >> shift) & 0xFF) for shift in (24, 16, 8, 0))
-
-
-def _charge_state_from_code(code: Any) -> ChargeState | None:
-    # chg_dsg_state: 0 idle, 1 discharging, 2 charging.
-    return {0: ChargeState.IDLE, 1: ChargeState.DISCHARGING, 2: ChargeState.CHARGING}.get(code)
-
-
-def _charge_state_from_watts(battery_w: float | None) -> ChargeState | None:
-    if battery_w is None:
-        return None
-    if battery_w >= IDLE_WATTS:
-        return ChargeState.CHARGING
-    if battery_w <= -IDLE_WATTS:
-        return ChargeState.DISCHARGING
-    return ChargeState.IDLE
-
-
-def _energy(
-    out: Normalized, raw: RawFields, table: Mapping[str, tuple[str, ...]], scale: float
-) -> None:
-    energy: dict[str, float] = {}
-    newest = 0.0
-    for name, keys in table.items():
-        total = None
-        for key in keys:
-            reading = raw.number(key)
-            if reading is not None and reading.value >= 0:
-                total = (total or 0.0) + reading.value * scale
-                newest = max(newest, reading.seen_at)
-        if total is not None:
-            energy[name] = round(total, 3)
-    if energy:
-        out.values["energy_kwh"] = energy
-        out.seen["energy_kwh"] = newest
-
 
 # --- protobuf power stations (River 3, Delta 3, Delta Pro 3) -----------------
 
@@ -122,11 +72,11 @@ def _protobuf_station(raw: RawFields, out: Normalized) -> None:
     out.put("battery_w", battery, None if battery is None else rounded(battery.value))
 
     code = raw.freshest("display.cms_chg_dsg_state", "cms.sys_chg_dsg_state")
-    state = _charge_state_from_code(code.value) if code else None
+    state = charge_state_from_code(code.value) if code else None
     if state is not None:
         out.put("charge_state", code, state)
     elif battery is not None:
-        out.put("charge_state", battery, _charge_state_from_watts(battery.value))
+        out.put("charge_state", battery, charge_state_from_watts(battery.value))
 
     dsg = raw.freshest("display.cms_dsg_rem_time", "cms.dsg_remain_time")
     chg = raw.freshest("display.cms_chg_rem_time", "cms.chg_remain_time")
@@ -138,7 +88,7 @@ def _protobuf_station(raw: RawFields, out: Normalized) -> None:
     packs_energy: dict[str, tuple[str, ...]] = {"battery_in": (), "battery_out": ()}
     for key, name in raw.keyed("bms_energy", _pack_energy_name):
         packs_energy[name] += (key,)
-    _energy(out, raw, packs_energy, 0.001)  # Wh
+    energy_totals(out, raw, packs_energy, 0.001)  # Wh
 
     firmware = raw.number("runtime.pd_firm_ver")
     if firmware is not None and (text := firmware_text(firmware.value)):
@@ -156,22 +106,10 @@ def _protobuf_station(raw: RawFields, out: Normalized) -> None:
         signals.append(grid.ac_watts_signal("ac_in_w", ac_in_w.value, ac_in_w.seen_at))
     if (flag := raw.number("display.plug_in_info_ac_charger_flag")) is not None:
         signals.append(grid.charger_flag_signal(int(flag.value), flag.seen_at))
-    _discharge_evidence(out)
+    discharge_evidence(out)
     station_limits(
         out, raw, "cms.min_dsg_soc", "display.energy_backup_start_soc", "display.energy_backup_en"
     )
-
-
-def _discharge_evidence(out: Normalized) -> None:
-    battery_w = out.values.get("battery_w")
-    state = out.values.get("charge_state")
-    if battery_w is None and state is None:
-        return
-    discharging = state is ChargeState.DISCHARGING or (
-        battery_w is not None and battery_w <= -grid.DISCHARGE_WATTS
-    )
-    seen = max(out.seen.get("battery_w", 0.0), out.seen.get("charge_state", 0.0))
-    out.grid_signals.append(grid.discharge_signal(battery_w, discharging, seen))
 
 
 # --- PowerStream (protobuf heartbeat "ps.*" and Open API "20_1.*") ----------
@@ -206,7 +144,7 @@ def _powerstream(raw: RawFields, out: Normalized) -> None:
     out.put("remaining_discharge_min", dsg, remaining_minutes(dsg.value) if dsg else None)
     out.put("remaining_charge_min", chg, remaining_minutes(chg.value) if chg else None)
     if battery is not None:
-        out.put("charge_state", battery, _charge_state_from_watts(battery.value))
+        out.put("charge_state", battery, charge_state_from_watts(battery.value))
 
     volts = raw.scaled(pick("inv_op_volt", "invOpVolt"), 0.1)
     if volts is not None:
@@ -222,155 +160,6 @@ def _powerstream(raw: RawFields, out: Normalized) -> None:
         out.grid_signals.append(signal)
     if (freq := raw.scaled(pick("inv_freq", "invFreq"), 0.1)) is not None:
         out.grid_signals.append(grid.frequency_signal("grid_freq", freq.value, freq.seen_at))
-
-
-# --- JSON families ----------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class _JsonLayout:
-    screen_soc: tuple[str, ...]
-    main_pack: tuple[str, ...]
-    slave_group: re.Pattern[str]  # group(1) = pack number (empty for an unnumbered slave)
-    connected: str | None  # list of per-pack connection states, main first
-    discharge_limit: str
-    dsg_remain: tuple[str, ...]
-    chg_remain: tuple[str, ...]
-    solar: tuple[tuple[str, float], ...]  # key, factor to W
-
-
-_DELTA2_LAYOUT = _JsonLayout(
-    screen_soc=("bms_emsStatus.f32LcdShowSoc", "bms_emsStatus.lcdShowSoc"),
-    main_pack=("bms_bmsStatus.f32ShowSoc", "bms_bmsStatus.soc", "pd.soc"),
-    slave_group=re.compile(r"^bms_slave(?:_bmsSlaveStatus_(\d+))?\.(f32ShowSoc|soc)$"),
-    connected="bms_emsStatus.bmsIsConnt",
-    discharge_limit="bms_emsStatus.minDsgSoc",
-    dsg_remain=("bms_emsStatus.dsgRemainTime",),
-    chg_remain=("bms_emsStatus.chgRemainTime",),
-    solar=(("mppt.inWatts", 1.0), ("mppt.pv2InWatts", 1.0)),
-)
-_DELTA_PRO_LAYOUT = _JsonLayout(
-    screen_soc=("ems.f32LcdShowSoc", "ems.lcdShowSoc"),
-    main_pack=("bmsMaster.f32ShowSoc", "bmsMaster.soc", "pd.soc"),
-    slave_group=re.compile(r"^bmsSlave(\d+)\.(f32ShowSoc|soc)$"),
-    connected="ems.bmsIsConnt",
-    discharge_limit="ems.minDsgSoc",
-    dsg_remain=("ems.dsgRemainTime",),
-    chg_remain=("ems.chgRemainTime",),
-    # Delta Pro reports solar in 0.1 W (js02: 2340 with 233 W total input).
-    solar=(("mppt.inWatts", 0.1),),
-)
-_JSON_ENERGY: dict[str, tuple[str, ...]] = {
-    # Delta 2 spells these ...AC/...DC, the Delta Pro ...Ac/...Dc. Wh.
-    "ac_in": ("pd.chgPowerAC", "pd.chgPowerAc"),
-    "ac_out": ("pd.dsgPowerAC", "pd.dsgPowerAc"),
-    "dc_in": ("pd.chgPowerDC", "pd.chgPowerDc"),
-    "dc_out": ("pd.dsgPowerDC", "pd.dsgPowerDc"),
-    "solar_in": ("pd.chgSunPower",),
-}
-
-
-def _json_station(raw: RawFields, out: Normalized, layout: _JsonLayout) -> None:
-    screen = raw.freshest(*layout.screen_soc)
-    out.put("soc", screen, None if screen is None else rounded(screen.value))
-    for key in layout.screen_soc:
-        if (reading := raw.number(key)) is not None:
-            out.soc_readings.append(reading)
-
-    connected = raw.fields.get(layout.connected) if layout.connected else None
-    packs: dict[int, list[Reading]] = {}
-    packs[0] = [r for key in layout.main_pack if (r := raw.number(key)) is not None]
-    for key, match in raw.keyed(layout.slave_group.pattern, layout.slave_group.match):
-        index = int(match.group(1) or 1)
-        # bmsIsConnt[i] == 0: slot i has no pack; its last values may linger.
-        if isinstance(connected, list | tuple) and index < len(connected) and connected[index] == 0:
-            continue
-        if (reading := raw.number(key)) is not None:
-            packs.setdefault(index, []).append(reading)
-    set_packs(out, raw, packs, screen)
-
-    ac_in_w = raw.number("inv.inputWatts")
-    out.put("ac_in_w", ac_in_w, None if ac_in_w is None else rounded(ac_in_w.value))
-    ac_in_v = raw.scaled(raw.number("inv.acInVol"), 0.001)  # mV
-    out.put("ac_in_v", ac_in_v, None if ac_in_v is None else rounded(ac_in_v.value, 1))
-    watts_in = raw.number("pd.wattsInSum")
-    watts_out = raw.number("pd.wattsOutSum")
-    out.put("watts_in", watts_in, None if watts_in is None else rounded(watts_in.value))
-    out.put("watts_out", watts_out, None if watts_out is None else rounded(watts_out.value))
-    solar_parts = [
-        Reading(r.value * factor, r.source, r.seen_at)
-        for key, factor in layout.solar
-        if (r := raw.number(key)) is not None
-    ]
-    if solar_parts:
-        total = sum(r.value for r in solar_parts)
-        newest = max(solar_parts, key=lambda r: r.seen_at)
-        out.put("solar_w", newest, rounded(total))
-
-    # Battery power as the energy balance: per-pack BMS watts read 0 while the
-    # Delta 2 in js01 clearly discharges 344 W (pd.remainTime -132).
-    if watts_in is not None and watts_out is not None:
-        balance = Reading(
-            watts_in.value - watts_out.value,
-            "pd.wattsInSum-pd.wattsOutSum",
-            max(watts_in.seen_at, watts_out.seen_at),
-        )
-        out.put("battery_w", balance, rounded(balance.value))
-        out.put("charge_state", balance, _charge_state_from_watts(balance.value))
-
-    # pd.remainTime is signed: + minutes to full, - minutes to empty.
-    remain = raw.number("pd.remainTime")
-    dsg_candidates = [r for key in layout.dsg_remain if (r := raw.number(key)) is not None]
-    chg_candidates = [r for key in layout.chg_remain if (r := raw.number(key)) is not None]
-    if remain is not None and remain.value < 0:
-        dsg_candidates.append(Reading(-remain.value, remain.source, remain.seen_at))
-    if remain is not None and remain.value > 0:
-        chg_candidates.insert(0, remain)
-    valid_dsg = [
-        (minutes, r) for r in dsg_candidates if (minutes := remaining_minutes(r.value)) is not None
-    ]
-    if valid_dsg:
-        # Two estimates (132 and 139 in js01): plan with the shorter one.
-        minutes, reading = min(valid_dsg, key=lambda item: item[0])
-        out.put("remaining_discharge_min", reading, minutes)
-    elif dsg_candidates:
-        out.put("remaining_discharge_min", dsg_candidates[0], None)
-    valid_chg = [
-        (minutes, r) for r in chg_candidates if (minutes := remaining_minutes(r.value)) is not None
-    ]
-    charging = out.values.get("charge_state") is ChargeState.CHARGING
-    if valid_chg and charging:
-        minutes, reading = valid_chg[0]
-        out.put("remaining_charge_min", reading, minutes)
-    elif chg_candidates:
-        # Not charging: "minutes to full" is meaningless (js03 says 319 while idle).
-        out.put("remaining_charge_min", chg_candidates[0], None)
-
-    _energy(out, raw, _JSON_ENERGY, 0.001)
-    firmware = raw.number("pd.sysVer")
-    if firmware is not None and (text := firmware_text(firmware.value)):
-        out.put("firmware", firmware, text)
-
-    if (volts := raw.number("inv.acInVol")) is not None:
-        out.grid_signals.append(
-            grid.voltage_signal(
-                "ac_in_vol", volts.value / 1000.0, volts.seen_at, zero_is_reliable=True
-            )
-        )
-    if (freq := raw.number("inv.acInFreq")) is not None:
-        out.grid_signals.append(grid.frequency_signal("ac_in_freq", freq.value, freq.seen_at))
-    if ac_in_w is not None:
-        out.grid_signals.append(grid.ac_watts_signal("ac_in_w", ac_in_w.value, ac_in_w.seen_at))
-    _discharge_evidence(out)
-    station_limits(out, raw, layout.discharge_limit, "pd.bpPowerSoc", "pd.watchIsConfig")
-
-
-def _json_generic(raw: RawFields, out: Normalized) -> None:
-    # Unknown JSON device: try the Delta 2 names first, the Delta Pro names if absent.
-    if raw.has_prefix(("ems.", "bmsMaster.")):
-        _json_station(raw, out, _DELTA_PRO_LAYOUT)
-    else:
-        _json_station(raw, out, _DELTA2_LAYOUT)
 
 
 def _protobuf_generic(raw: RawFields, out: Normalized) -> None:
@@ -389,9 +178,9 @@ _BY_FAMILY: dict[DeviceFamily, _Normalizer] = {
     DeviceFamily.DELTA3: _protobuf_station,
     DeviceFamily.DELTA_PRO_3: _protobuf_station,
     DeviceFamily.POWERSTREAM: _powerstream,
-    DeviceFamily.DELTA2: lambda raw, out: _json_station(raw, out, _DELTA2_LAYOUT),
-    DeviceFamily.RIVER2: lambda raw, out: _json_station(raw, out, _DELTA2_LAYOUT),
-    DeviceFamily.DELTA_PRO: lambda raw, out: _json_station(raw, out, _DELTA_PRO_LAYOUT),
+    DeviceFamily.DELTA2: lambda raw, out: json_station(raw, out, DELTA2_LAYOUT),
+    DeviceFamily.RIVER2: lambda raw, out: json_station(raw, out, DELTA2_LAYOUT),
+    DeviceFamily.DELTA_PRO: lambda raw, out: json_station(raw, out, DELTA_PRO_LAYOUT),
 }
 
 
@@ -430,7 +219,7 @@ def normalize(
         elif raw.has_prefix(("20_1.",)):
             normalizer = _powerstream
         else:
-            normalizer = _json_generic
+            normalizer = json_generic
     normalizer(raw, out)
     capacity(out, raw, model)
     return out
