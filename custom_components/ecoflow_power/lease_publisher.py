@@ -109,9 +109,8 @@ class LeasePublisher:
 
     def _wanted(self) -> dict[str, LeaseState]:
         wanted: dict[str, LeaseState] = {}
+        # NUT consumers are bindings of the engines, not agents here: none gets a lease.
         for agent in self._agents.values():
-            if agent.binding.local:
-                continue  # NUT consumers: the glue delivers those itself
             status = self._statuses.get(agent.device)
             view = status.agents.get(agent.agent_id) if status is not None else None
             if status is not None and view is not None:
@@ -203,7 +202,7 @@ class LeasePublisher:
 
     @callback
     def async_clear(self, agent_ids: Iterable[str]) -> None:
-        """Removed agents: an empty retained payload deletes their lease on the broker."""
+        """Removed agents: their lease deleted on the broker, their clock offset and repair gone."""
         for agent_id in agent_ids:
             self._published.pop(agent_id, None)
             self.clock_offsets.pop(agent_id, None)
@@ -213,10 +212,10 @@ class LeasePublisher:
     async def _async_sweep(self) -> None:
         """Clear retained leases of agents removed from this entry (one look at start).
 
-        Only leases naming one of this entry's stations are touched: another
-        entry may share the topic prefix.
+        Only leases naming one of this entry's stations (one engine each) are
+        touched: another entry may share the topic prefix. The station is not
+        taken from the agents left, as the one removed may have been the last.
         """
-        stations = {agent.device for agent in self._agents.values()}
 
         @callback
         def _on_message(message: mqtt.ReceiveMessage) -> None:
@@ -227,16 +226,22 @@ class LeasePublisher:
                 device = json.loads(message.payload).get("device")
             except ValueError, AttributeError:
                 return
-            if device in stations:
+            if device in self._statuses:
                 _LOGGER.info("Clearing the lease of removed agent %s", agent_id)
-                self._send(message.topic, "")
+                self.async_clear([agent_id])
 
-        try:
-            self._sweep_unsub = await mqtt.async_subscribe(
-                self._hass, f"{self._prefix}/+/power", _on_message, qos=1
-            )
-        except HomeAssistantError as err:
-            _LOGGER.debug("No sweep of old leases: %s", err)
+        # Only run while HA's MQTT entry is loaded (async_update), when it
+        # accepts every subscription.
+        self._sweep_unsub = await mqtt.async_subscribe(
+            self._hass, f"{self._prefix}/+/power", _on_message, qos=1
+        )
+
+    @callback
+    def async_mqtt_lost(self) -> None:
+        """HA's MQTT unloads: drop the sweep's subscription now, before HA keeps it to restore."""
+        if self._sweep_unsub is not None:
+            self._sweep_unsub()
+            self._sweep_unsub = None
 
     @callback
     def async_stop(self) -> None:
@@ -244,14 +249,7 @@ class LeasePublisher:
         if self._refresh_unsub is not None:
             self._refresh_unsub()
             self._refresh_unsub = None
-        if self._sweep_unsub is not None:
-            self._sweep_unsub()
-            self._sweep_unsub = None
-
-    def lease(self, agent_id: str) -> dict[str, Any] | None:
-        """The lease last published to an agent (diagnostics, entities)."""
-        published = self._published.get(agent_id)
-        return None if published is None else published.payload
+        self.async_mqtt_lost()
 
     def lease_deadline(self, agent_id: str) -> int | None:
         """The `shutdown_by` the agent holds now (epoch s), or None."""

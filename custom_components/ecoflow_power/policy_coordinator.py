@@ -107,6 +107,7 @@ class PolicyCoordinator(
             self.prefix,
             on_ack=self._handle_ack_message,
             on_status=self._handle_status_message,
+            on_available=self._handle_mqtt_available,
         )
         self.sentinels = SentinelWatcher(
             hass, sentinels_from_options(entry.options), self._handle_mains
@@ -120,6 +121,7 @@ class PolicyCoordinator(
         self._pong_waiters: dict[str, asyncio.Future[float]] = {}
         # What the engines were last told about the link, per station.
         self._link: dict[str, tuple[bool, bool | None]] = {}
+        self._started = False
         # Answers commands to `local` agents (NUT clients) instead of MQTT: True = handled.
         self.local_router: Callable[[str | None, PublishCommand], bool] | None = None
         # protocol 2: each agent's retained power lease, from the engines' statuses
@@ -178,6 +180,7 @@ class PolicyCoordinator(
                 self._handle_telemetry(sn, state)
         self._handle_link(self.telemetry.cloud_connected)
         self._run_effects_and_reschedule([])
+        self._started = True
 
     async def async_stop(self) -> None:
         while self._unsubscribers:
@@ -193,6 +196,17 @@ class PolicyCoordinator(
         await self._store.async_save(self._storage_data())
 
     # --- inputs -----------------------------------------------------------
+
+    @callback
+    def _handle_mqtt_available(self, available: bool) -> None:
+        """HA's MQTT integration loaded or unloading (policy_mqtt.py)."""
+        if not available:
+            self.leases.async_mqtt_lost()
+            return
+        # What changed while it was gone goes out now, not at the next reading
+        # (at start, async_start publishes once the known telemetry is fed).
+        if self._started:
+            self.leases.async_update({sn: engine.status() for sn, engine in self.engines.items()})
 
     @callback
     def _handle_telemetry(self, sn: str, state: PowerState) -> None:

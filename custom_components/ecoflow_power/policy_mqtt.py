@@ -9,7 +9,6 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import json
-import logging
 from typing import Any
 
 from homeassistant.components import mqtt
@@ -24,8 +23,6 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 
 from .const import ISSUE_MQTT_MISSING
 from .issues import clear_repair, raise_repair
-
-_LOGGER = logging.getLogger(__name__)
 
 type MessageHandler = Callable[[mqtt.ReceiveMessage], None]
 
@@ -51,7 +48,6 @@ class PolicyMqtt:
         self._on_available = on_available
         self._subscriptions: list[CALLBACK_TYPE] = []
         self._unsub_entries: CALLBACK_TYPE | None = None
-        self._subscribing = False
         self.available = False
 
     @property
@@ -68,54 +64,43 @@ class PolicyMqtt:
         if self._unsub_entries is not None:
             self._unsub_entries()
             self._unsub_entries = None
-        self._drop_subscriptions(unsubscribe=True)
+        self._unsubscribe()
 
     @callback
     def _handle_entry_change(self, change: ConfigEntryChange, entry: ConfigEntry) -> None:
         if entry.domain != mqtt.DOMAIN:
             return
         if entry.state is ConfigEntryState.LOADED and not self.available:
+            # Runs eagerly, and HA's async_subscribe does not suspend: the
+            # subscriptions are made (and `available` set) before this returns.
             self.entry.async_create_background_task(
                 self.hass, self._async_subscribe(), "ecoflow policy mqtt subscribe"
             )
         elif entry.state is not ConfigEntryState.LOADED and self.available:
-            # HA's MQTT client is gone, and with it every subscription.
-            self._drop_subscriptions(unsubscribe=False)
+            # Told as its unload begins: HA's MQTT keeps the subscriptions left
+            # at its unload and restores them when it loads again, beside the
+            # ones made then (every message would be handled twice, and the
+            # restored ones could not be unsubscribed any more).
+            self._unsubscribe()
             self._set_available(False)
 
     async def _async_subscribe(self) -> None:
-        if self.available or self._subscribing:
-            return
         if not self.hass.config_entries.async_loaded_entries(mqtt.DOMAIN):
             self._set_available(False)
             return
-        self._subscribing = True
-        try:
-            self._subscriptions.append(
-                await mqtt.async_subscribe(self.hass, f"{self.prefix}/+/ack", self._on_ack, qos=1)
-            )
-            self._subscriptions.append(
-                await mqtt.async_subscribe(
-                    self.hass, f"{self.prefix}/+/status", self._on_status, qos=1
-                )
-            )
-        except Exception as err:
-            _LOGGER.warning("Could not subscribe to the agents' topics: %s", err)
-            self._drop_subscriptions(unsubscribe=True)
-            self._set_available(False)
-            return
-        finally:
-            self._subscribing = False
+        # With its entry loaded, HA's MQTT accepts every subscription (it
+        # raises only when it was never set up or its entry is disabled).
+        self._subscriptions = [
+            await mqtt.async_subscribe(self.hass, f"{self.prefix}/+/ack", self._on_ack, qos=1),
+            await mqtt.async_subscribe(
+                self.hass, f"{self.prefix}/+/status", self._on_status, qos=1
+            ),
+        ]
         self._set_available(True)
 
-    def _drop_subscriptions(self, *, unsubscribe: bool) -> None:
+    def _unsubscribe(self) -> None:
         while self._subscriptions:
-            unsub = self._subscriptions.pop()
-            if unsubscribe:
-                try:
-                    unsub()
-                except Exception:
-                    _LOGGER.debug("MQTT subscription was already gone")
+            self._subscriptions.pop()()
 
     def _set_available(self, available: bool) -> None:
         if available:
