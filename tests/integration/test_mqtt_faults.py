@@ -10,11 +10,12 @@ from unittest.mock import AsyncMock, patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import mqtt
-from homeassistant.config_entries import ConfigEntryState
+from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 import pytest
+from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ecoflow_power.const import (
     CONF_AGENTS,
@@ -51,7 +52,7 @@ def broker(socket_enabled: None) -> MosquittoBroker:
         yield broker
 
 
-def _entry(**options: Any):
+def _entry(**options: Any) -> MockConfigEntry:
     return make_entry(
         **{
             CONF_GRID_CONFIRM: 0,
@@ -94,7 +95,7 @@ async def loaded(
         yield entry
 
 
-def _mqtt_entry(hass: HomeAssistant):
+def _mqtt_entry(hass: HomeAssistant) -> ConfigEntry:
     (entry,) = hass.config_entries.async_entries(mqtt.DOMAIN)
     return entry
 
@@ -193,7 +194,11 @@ async def test_mqtt_integration_reloaded_mid_run_resubscribes_agent_topics_once(
 
 
 async def test_lease_decided_while_mqtt_was_reloading_goes_out_as_soon_as_it_is_back(
-    hass: HomeAssistant, broker: MosquittoBroker, loaded, fake_session, freezer
+    hass: HomeAssistant,
+    broker: MosquittoBroker,
+    loaded,
+    fake_session,
+    freezer: FrozenDateTimeFactory,
 ) -> None:
     """The grid fails while HA's MQTT is away: the agent's lease says so once it is back."""
     session = fake_session.instances[-1]
