@@ -13,9 +13,11 @@ from custom_components.ecoflow_power.account import account_unique_id
 from custom_components.ecoflow_power.const import (
     CONF_ACCESS_KEY,
     CONF_ADD_NEW_DEVICES,
+    CONF_AGENTS,
     CONF_DEVICES,
     CONF_EXCLUDED_DEVICES,
     CONF_GRID_CONFIRM,
+    CONF_POLICY,
     CONF_REGION,
     CONF_SECRET_KEY,
     CONF_STALE_AFTER,
@@ -129,6 +131,20 @@ def make_entry(**options: Any) -> MockConfigEntry:
             CONF_GRID_CONFIRM: 10,
         }
         | options,
+    )
+
+
+# The NAS agent on the Delta 2, and a policy for the Delta 2 (20 %, 60 s, 30 s).
+AGENT_SECRET = "nas-secret-for-tests"
+NAS = {"device": DELTA2_SN, "secret": AGENT_SECRET, "soc_threshold": None, "delay_sec": None}
+DELTA2_POLICY = {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}}
+
+
+def policy_entry(**options: Any) -> MockConfigEntry:
+    """The entry of the policy tests: the NAS agent guarding the Delta 2, grid changes at once."""
+    return make_entry(
+        **{CONF_GRID_CONFIRM: 0, CONF_AGENTS: {"nas": dict(NAS)}, CONF_POLICY: DELTA2_POLICY}
+        | options
     )
 
 

@@ -26,7 +26,7 @@ from custom_components.ecoflow_power.policy.protocol import (
 )
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
-from .conftest import DELTA2_SN, make_entry
+from .conftest import AGENT_SECRET, DELTA2_SN, make_entry, policy_entry
 from .helpers import advance, feed
 from .mqtt_helpers import (
     SideSubscriber,
@@ -37,7 +37,6 @@ from .mqtt_helpers import (
 )
 from .test_policy_mqtt import delta2_payload
 
-AGENT_SECRET = "nas-secret-for-tests"
 TOPIC = "power-manager/nas/power"
 
 
@@ -61,20 +60,7 @@ async def loaded(
         await publish_side(
             broker, f"power-manager/{agent_id}/power", {"v": 2, "device": device}, retain=True
         )
-    entry = make_entry(
-        **{
-            CONF_GRID_CONFIRM: 0,
-            CONF_AGENTS: {
-                "nas": {
-                    "device": DELTA2_SN,
-                    "secret": AGENT_SECRET,
-                    "soc_threshold": None,
-                    "delay_sec": None,
-                },
-            },
-            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
-        }
-    )
+    entry = policy_entry()
     async with entry_on_real_mqtt(hass, broker, freezer, entry):
         yield entry, fake_session.instances[-1]
 

@@ -15,12 +15,9 @@ from homeassistant.core import HomeAssistant
 from homeassistant.exceptions import ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 import pytest
-from pytest_homeassistant_custom_component.common import MockConfigEntry
 
 from custom_components.ecoflow_power.const import (
     CONF_AGENTS,
-    CONF_GRID_CONFIRM,
-    CONF_POLICY,
     DOMAIN,
 )
 from custom_components.ecoflow_power.nut.config import CONF_NUT
@@ -28,7 +25,7 @@ from custom_components.ecoflow_power.policy.lease import parse_lease
 from custom_components.ecoflow_power.policy.protocol import sign_message
 from tests.helpers.mosquitto import MosquittoBroker, free_port, running_broker
 
-from .conftest import DELTA2_SN, RIVER3_SN, make_entry
+from .conftest import AGENT_SECRET, DELTA2_SN, RIVER3_SN, policy_entry
 from .helpers import advance, feed
 from .mqtt_helpers import (
     SideSubscriber,
@@ -40,8 +37,6 @@ from .mqtt_helpers import (
 )
 from .test_policy_mqtt import delta2_payload
 
-AGENT_SECRET = "nas-secret-for-tests"
-NAS = {"device": DELTA2_SN, "secret": AGENT_SECRET, "soc_threshold": None, "delay_sec": None}
 AGENT_TOPICS = ["power-manager/+/ack", "power-manager/+/status"]
 LEASES = "power-manager/+/power"
 
@@ -50,16 +45,6 @@ LEASES = "power-manager/+/power"
 def broker(socket_enabled: None) -> MosquittoBroker:
     with running_broker() as broker:
         yield broker
-
-
-def _entry(**options: Any) -> MockConfigEntry:
-    return make_entry(
-        **{
-            CONF_GRID_CONFIRM: 0,
-            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
-        }
-        | options
-    )
 
 
 async def retained(broker: MosquittoBroker, topic: str = LEASES) -> dict[str, str]:
@@ -90,7 +75,7 @@ async def loaded(
     fake_session,
     freezer: FrozenDateTimeFactory,
 ):
-    entry = _entry(**{CONF_AGENTS: {"nas": dict(NAS)}})
+    entry = policy_entry()
     async with entry_on_real_mqtt(hass, broker, freezer, entry):
         yield entry
 
@@ -287,7 +272,7 @@ async def test_a_nut_consumer_gets_no_lease_on_the_broker(
             RIVER3_SN: {"name": "study", "aliases": []},
         },
     }
-    entry = _entry(**{CONF_AGENTS: {"nas": dict(NAS)}, CONF_NUT: nut})
+    entry = policy_entry(**{CONF_NUT: nut})
     async with entry_on_real_mqtt(hass, broker, freezer, entry):
         assert "nut-rack" in entry.runtime_data.policy.engines[DELTA2_SN].agents
         session = fake_session.instances[-1]

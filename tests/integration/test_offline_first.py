@@ -28,7 +28,7 @@ from custom_components.ecoflow_power.ecoflow.errors import (
 from custom_components.ecoflow_power.policy.protocol import sign_message
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
-from .conftest import ACCOUNT, DELTA2_SN, RIVER3_SN, make_entry
+from .conftest import ACCOUNT, AGENT_SECRET, DELTA2_SN, NAS, RIVER3_SN, make_entry
 from .helpers import advance, feed
 from .mqtt_helpers import (
     SideSubscriber,
@@ -38,9 +38,6 @@ from .mqtt_helpers import (
     wait_for,
 )
 from .test_policy_mqtt import delta2_payload
-
-AGENT_SECRET = "nas-secret-for-tests"
-NAS = {"device": DELTA2_SN, "secret": AGENT_SECRET, "soc_threshold": None, "delay_sec": None}
 
 
 def _cached_account(hass_storage: dict[str, Any], entry: MockConfigEntry) -> None:

@@ -14,15 +14,13 @@ import pytest
 
 from custom_components.ecoflow_power.const import (
     CONF_AGENTS,
-    CONF_GRID_CONFIRM,
-    CONF_POLICY,
     DOMAIN,
     EVENT_POLICY,
 )
 from custom_components.ecoflow_power.policy.protocol import sign_message, verify_message
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
-from .conftest import DELTA2_SN, RIVER3_SN, make_entry
+from .conftest import AGENT_SECRET, DELTA2_SN, RIVER3_SN, make_entry, policy_entry
 from .helpers import advance, capture_json, feed
 from .mqtt_helpers import (
     SideSubscriber,
@@ -31,8 +29,6 @@ from .mqtt_helpers import (
     real_sleep,
     wait_for,
 )
-
-AGENT_SECRET = "nas-secret-for-tests"
 
 
 def delta2_payload(*, grid: bool, soc: int) -> dict[str, Any]:
@@ -64,20 +60,7 @@ async def loaded(
 ):
     # Setup ticks the clock until HA's subscriptions are in, so expected times
     # below are taken from the clock, not written as constants.
-    entry = make_entry(
-        **{
-            CONF_GRID_CONFIRM: 0,
-            CONF_AGENTS: {
-                "nas": {
-                    "device": DELTA2_SN,
-                    "secret": AGENT_SECRET,
-                    "soc_threshold": None,
-                    "delay_sec": None,
-                },
-            },
-            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
-        }
-    )
+    entry = policy_entry()
     async with entry_on_real_mqtt(hass, broker, freezer, entry):
         yield entry, fake_session.instances[-1]
 

@@ -15,17 +15,13 @@ from homeassistant.setup import async_setup_component
 import pytest
 
 from custom_components.ecoflow_power.const import (
-    CONF_AGENTS,
-    CONF_GRID_CONFIRM,
-    CONF_POLICY,
     DOMAIN,
 )
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
-from .conftest import DELTA2_SN, make_entry
+from .conftest import DELTA2_SN, policy_entry
 from .mqtt_helpers import SideSubscriber, entry_on_real_mqtt, wait_for
 
-AGENT_SECRET = "nas-secret-for-tests"
 POLICY_ENTITIES = (
     "sensor.rack_shutdown_policy",
     "sensor.rack_shutdown_fires_at",
@@ -50,20 +46,7 @@ async def loaded(
     fake_session,
     freezer: FrozenDateTimeFactory,
 ) -> Any:
-    entry = make_entry(
-        **{
-            CONF_GRID_CONFIRM: 0,
-            CONF_AGENTS: {
-                "nas": {
-                    "device": DELTA2_SN,
-                    "secret": AGENT_SECRET,
-                    "soc_threshold": None,
-                    "delay_sec": None,
-                }
-            },
-            CONF_POLICY: {DELTA2_SN: {"soc_threshold": 20, "debounce_sec": 60, "delay_sec": 30}},
-        }
-    )
+    entry = policy_entry()
     async with entry_on_real_mqtt(hass, broker, freezer, entry):
         yield entry
 
