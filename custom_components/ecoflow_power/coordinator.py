@@ -17,10 +17,6 @@ from homeassistant.helpers.update_coordinator import DataUpdateCoordinator
 from .clock import now_ts
 from .const import (
     CLOUD_UNREACHABLE_REPAIR_AFTER,
-    CONF_GRID_CONFIRM,
-    CONF_STALE_AFTER,
-    DEFAULT_GRID_CONFIRM,
-    DEFAULT_STALE_AFTER,
     DEVICE_LIST_INTERVAL,
     DOMAIN,
     ISSUE_CLOUD_UNREACHABLE,
@@ -37,7 +33,8 @@ from .ecoflow.models import ModelInfo, identify_model
 from .ecoflow.mqtt_session import CloudMqttSession
 from .ecoflow.state import PowerState
 from .ecoflow.tracker import DeviceTracker
-from .issues import clear_repair, raise_repair
+from .issues import ISSUE_TELEMETRY_SETTINGS_INVALID, clear_repair, raise_repair
+from .telemetry_settings import TelemetrySettings
 
 __all__ = ["EcoflowTelemetryCoordinator", "mqtt_client_id", "now_ts"]
 
@@ -85,8 +82,9 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
         )
         self.client = client
         self.device_cache = device_cache
-        self.stale_after_sec = float(entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER))
-        grid_confirm = float(entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM))
+        self.settings = TelemetrySettings.from_options(entry.options)
+        self.stale_after_sec = float(self.settings.stale_after_sec)
+        grid_confirm = float(self.settings.grid_confirm_sec)
         self.devices: dict[str, DeviceInfo] = {device.sn: device for device in devices}
         self.models: dict[str, ModelInfo] = {
             device.sn: identify_model(device.sn, device.product_name) for device in devices
@@ -129,6 +127,25 @@ class EcoflowTelemetryCoordinator(DataUpdateCoordinator[dict[str, PowerState]]):
 
     async def async_start(self) -> None:
         """Start the cloud session and freshness timers; returns without waiting for the cloud."""
+        issue_id = f"{ISSUE_TELEMETRY_SETTINGS_INVALID}_{self.config_entry.entry_id}"
+        if self.settings.refused:
+            _LOGGER.warning(
+                "%s: stored telemetry settings refused, using defaults: %s",
+                self.config_entry.title,
+                "; ".join(self.settings.refused),
+            )
+            raise_repair(
+                self.hass,
+                issue_id,
+                ISSUE_TELEMETRY_SETTINGS_INVALID,
+                {
+                    "error": "; ".join(self.settings.refused),
+                    "stale": str(self.settings.stale_after_sec),
+                    "confirm": str(self.settings.grid_confirm_sec),
+                },
+            )
+        else:
+            clear_repair(self.hass, issue_id)
         self.data = self._snapshots()
         await self.session.start()
         self._account_task = self.config_entry.async_create_background_task(

@@ -13,6 +13,7 @@ ISSUE_POLICY_STATE_UNREADABLE = "policy_state_unreadable"
 ISSUE_AGENT_INVALID = "agent_options_invalid"
 ISSUE_AGENT_UNMANAGED_STATION = "agent_unmanaged_station"
 ISSUE_DEVICES_UNKNOWN = "devices_unknown"
+ISSUE_TELEMETRY_SETTINGS_INVALID = "telemetry_settings_invalid"
 
 
 @callback

@@ -14,8 +14,6 @@ from .const import (
     CONF_DEVICES,
     CONF_GRID_CONFIRM,
     CONF_STALE_AFTER,
-    DEFAULT_GRID_CONFIRM,
-    DEFAULT_STALE_AFTER,
 )
 from .device_selection import devices_to_manage, selection_options
 from .ecoflow.errors import EcoflowError
@@ -25,6 +23,7 @@ from .options_policy import PolicyOptionsMixin
 from .options_restore import RestoreOptionsSteps, wake_hosts
 from .options_sentinel import SentinelOptionsMixin
 from .selectors import devices_schema, seconds_selector as _seconds
+from .telemetry_settings import GRID_CONFIRM_RANGE, STALE_AFTER_RANGE, TelemetrySettings
 
 
 class EcoflowOptionsFlow(
@@ -82,18 +81,18 @@ class EcoflowOptionsFlow(
                     }
                 )
         managed = [device.sn for device in devices_to_manage(entry, account)]
+        # The values in effect: a stored one the form would refuse shows its default.
+        current = TelemetrySettings.from_options(entry.options)
         schema = devices_schema(
             account, managed, entry.options.get(CONF_ADD_NEW_DEVICES, True)
         ).extend(
             {
-                probatio.Required(
-                    CONF_STALE_AFTER,
-                    default=entry.options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER),
-                ): _seconds(30, 3600),
-                probatio.Required(
-                    CONF_GRID_CONFIRM,
-                    default=entry.options.get(CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM),
-                ): _seconds(0, 300),
+                probatio.Required(CONF_STALE_AFTER, default=current.stale_after_sec): _seconds(
+                    *STALE_AFTER_RANGE
+                ),
+                probatio.Required(CONF_GRID_CONFIRM, default=current.grid_confirm_sec): _seconds(
+                    *GRID_CONFIRM_RANGE
+                ),
             }
         )
         return self.async_show_form(step_id="telemetry", data_schema=schema, errors=errors)

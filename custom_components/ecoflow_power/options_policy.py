@@ -14,14 +14,13 @@ import probatio
 
 from .const import (
     CONF_POLICY,
-    CONF_STALE_AFTER,
     CONF_TOPIC_PREFIX,
-    DEFAULT_STALE_AFTER,
     DEFAULT_TOPIC_PREFIX,
 )
 from .options_base import StationOptionsFlow
 from .policy.settings import PolicySettings
 from .selectors import number_selector, seconds_selector
+from .telemetry_settings import TelemetrySettings
 
 if TYPE_CHECKING:
     pass
@@ -109,7 +108,7 @@ class PolicyOptionsMixin(StationOptionsFlow):
         errors: dict[str, str] = {}
         placeholders = {"station": self._stations()[self._station], "error": ""}
         if user_input is not None:
-            stale = int(options.get(CONF_STALE_AFTER, DEFAULT_STALE_AFTER))
+            stale = TelemetrySettings.from_options(options).stale_after_sec
             form = settings_from_form(user_input)
             # Stored settings the form does not show are kept, unless they are
             # what makes the stored settings invalid (then they are dropped).

@@ -9,7 +9,15 @@ from homeassistant.data_entry_flow import FlowResultType
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
-from custom_components.ecoflow_power.const import CONF_AGENTS, CONF_POLICY, CONF_TOPIC_PREFIX
+from custom_components.ecoflow_power.const import (
+    CONF_AGENTS,
+    CONF_GRID_CONFIRM,
+    CONF_POLICY,
+    CONF_STALE_AFTER,
+    CONF_TOPIC_PREFIX,
+    DEFAULT_GRID_CONFIRM,
+    DEFAULT_STALE_AFTER,
+)
 
 from .conftest import DELTA2_SN, RIVER3_SN, make_entry
 
@@ -302,3 +310,46 @@ async def test_an_agent_fed_by_two_stations(hass: HomeAssistant, entry: MockConf
     policy = entry.runtime_data.policy
     assert policy.engines[DELTA2_SN].agents["rack-server"].feeds == (RIVER3_SN,)
     assert policy.engines[RIVER3_SN].agents["rack-server"].observe_only
+
+
+async def test_a_hand_edited_stale_time_still_protects_with_the_default_and_a_repair(
+    hass: HomeAssistant, mock_client: AsyncMock, fake_session
+) -> None:
+    from homeassistant.helpers import issue_registry as ir
+
+    # A stale time of 0 and a grid confirmation that is no number (a hand-edited
+    # storage file): the entry must still set up and protect.
+    entry = make_entry(
+        **{CONF_AGENTS: {"nas": dict(NAS)}, CONF_STALE_AFTER: 0, CONF_GRID_CONFIRM: "ten"}
+    )
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    runtime = entry.runtime_data
+    assert runtime.telemetry.stale_after_sec == DEFAULT_STALE_AFTER
+    assert runtime.policy.engines[RIVER3_SN].settings.stale_after_sec == DEFAULT_STALE_AFTER
+    issue_id = f"telemetry_settings_invalid_{entry.entry_id}"
+    issue = ir.async_get(hass).async_get_issue("ecoflow_power", issue_id)
+    assert issue is not None
+    assert issue.translation_placeholders["stale"] == str(DEFAULT_STALE_AFTER)
+    assert "stale_after_sec = 0" in issue.translation_placeholders["error"]
+    assert "grid_confirm_sec = 'ten'" in issue.translation_placeholders["error"]
+    # The policy form works with the value in effect.
+    result = await _policy_form(hass, entry)
+    result = await hass.config_entries.options.async_configure(result["flow_id"], FORM)
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    # The telemetry form offers the values in effect; saving it clears the repair.
+    result = await _menu(hass, entry, "telemetry")
+    defaults = {str(key): key.default() for key in result["data_schema"].schema}
+    assert defaults[CONF_STALE_AFTER] == DEFAULT_STALE_AFTER
+    assert defaults[CONF_GRID_CONFIRM] == DEFAULT_GRID_CONFIRM
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"],
+        {"devices": [RIVER3_SN, DELTA2_SN], "add_new_devices": True}
+        | {CONF_STALE_AFTER: 90, CONF_GRID_CONFIRM: 5},
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    await hass.async_block_till_done()
+    assert entry.runtime_data.telemetry.stale_after_sec == 90
+    assert ir.async_get(hass).async_get_issue("ecoflow_power", issue_id) is None
