@@ -30,12 +30,13 @@ from .entry_cleanup import (
     async_remove_entry_storage,
     async_remove_stale_devices,
 )
-from .issues import ISSUE_DEVICES_UNKNOWN, clear_repair, raise_repair
+from .issues import ISSUE_DEVICES_UNKNOWN, ISSUE_OPTIONS_INVALID, clear_repair, raise_repair
 from .nut_server import async_setup_nut
 from .policy_coordinator import PolicyCoordinator
 from .restore_coordinator import WakeCoordinator
 from .runtime import EcoflowConfigEntry, EcoflowRuntimeData
 from .services import async_setup_services
+from .stored_options import misshapen, strings_option
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -77,11 +78,22 @@ async def _async_known_account(
         cache.set_account(account)
         await cache.async_save()
         return account, True
-    return devices_from_selection(list(entry.options.get(CONF_DEVICES, []))), False
+    return devices_from_selection(strings_option(entry.options, CONF_DEVICES)), False
+
+
+def _check_option_shapes(hass: HomeAssistant, entry: EcoflowConfigEntry) -> None:
+    """Options of the wrong shape (a hand-edited file) are read as empty: say which."""
+    issue_id = f"{ISSUE_OPTIONS_INVALID}_{entry.entry_id}"
+    if wrong := misshapen(entry.options):
+        _LOGGER.warning("%s: stored options of the wrong shape, ignored: %s", entry.title, wrong)
+        raise_repair(hass, issue_id, ISSUE_OPTIONS_INVALID, {"options": ", ".join(wrong)})
+    else:
+        clear_repair(hass, issue_id)
 
 
 async def async_setup_entry(hass: HomeAssistant, entry: EcoflowConfigEntry) -> bool:
     """Start entities and policies from what is stored; the cloud connects in the background."""
+    _check_option_shapes(hass, entry)
     client = client_from_data(hass, entry.data)
     cache = DeviceCache(hass, entry.entry_id)
     account, account_known = await _async_known_account(hass, entry, client, cache)

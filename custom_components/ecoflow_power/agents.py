@@ -10,6 +10,7 @@ from typing import Any
 from .const import CONF_AGENTS, CONF_POLICY
 from .policy.protocol import is_valid_agent_id, sanitize_text
 from .policy.settings import AgentBinding, PolicySettings
+from .stored_options import mapping_option
 
 # Agents' devices sit beside stations' in the registry: a prefix tells them apart.
 _AGENT_IDENTIFIER_PREFIX = "agent_"
@@ -70,7 +71,7 @@ def agents_from_options(
     policy of every other host down with it.
     """
     agents: dict[str, AgentConfig] = {}
-    for agent_id, data in options.get(CONF_AGENTS, {}).items():
+    for agent_id, data in mapping_option(options, CONF_AGENTS).items():
         try:
             agents[agent_id] = AgentConfig(
                 agent_id=agent_id,
@@ -107,7 +108,10 @@ def policy_settings_for(
 
     Raises ValueError or TypeError when the stored settings are not valid.
     """
-    stored = dict(options.get(CONF_POLICY, {}).get(sn, {}))
+    station = mapping_option(options, CONF_POLICY).get(sn, {})
+    if not isinstance(station, Mapping):
+        raise TypeError(f"the stored policy of {sn} is not a mapping")
+    stored = dict(station)
     stored["stale_after_sec"] = int(stale_after_sec)
     return PolicySettings.from_mapping(stored)
 

@@ -6,6 +6,7 @@ from homeassistant.config_entries import ConfigEntry
 
 from .const import CONF_ADD_NEW_DEVICES, CONF_DEVICES, CONF_EXCLUDED_DEVICES
 from .ecoflow.api import DeviceInfo
+from .stored_options import strings_option
 
 
 def devices_to_manage(entry: ConfigEntry, account: list[DeviceInfo]) -> list[DeviceInfo]:
@@ -16,9 +17,9 @@ def devices_to_manage(entry: ConfigEntry, account: list[DeviceInfo]) -> list[Dev
     the options; with it off, only the devices ticked are.
     """
     if entry.options.get(CONF_ADD_NEW_DEVICES, True):
-        excluded = set(entry.options.get(CONF_EXCLUDED_DEVICES, []))
+        excluded = set(strings_option(entry.options, CONF_EXCLUDED_DEVICES))
         return [device for device in account if device.sn not in excluded]
-    selected = set(entry.options.get(CONF_DEVICES, []))
+    selected = set(strings_option(entry.options, CONF_DEVICES))
     return [device for device in account if device.sn in selected]
 
 

@@ -18,6 +18,7 @@ from homeassistant.helpers.storage import Store
 
 from .agents import agent_device_identifier, agent_id_from_identifier
 from .const import CONF_AGENTS, CONF_DEVICES, CONF_EXCLUDED_DEVICES, DOMAIN
+from .stored_options import mapping_option
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -27,7 +28,7 @@ STORAGE_KINDS = ("policy", "wake", "devices")
 
 def configured_agents(entry: ConfigEntry) -> set[str]:
     """Agent ids in the options, valid or not (a broken one keeps its device until removed)."""
-    return {str(agent_id) for agent_id in entry.options.get(CONF_AGENTS, {})}
+    return {str(agent_id) for agent_id in mapping_option(entry.options, CONF_AGENTS)}
 
 
 @callback

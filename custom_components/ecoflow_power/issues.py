@@ -14,6 +14,7 @@ ISSUE_AGENT_INVALID = "agent_options_invalid"
 ISSUE_AGENT_UNMANAGED_STATION = "agent_unmanaged_station"
 ISSUE_DEVICES_UNKNOWN = "devices_unknown"
 ISSUE_TELEMETRY_SETTINGS_INVALID = "telemetry_settings_invalid"
+ISSUE_OPTIONS_INVALID = "options_invalid"
 
 
 @callback

@@ -91,7 +91,8 @@ class PolicyCoordinator(
             hass, _LOGGER, config_entry=entry, name=f"{DOMAIN} policy", update_interval=None
         )
         self.telemetry = telemetry
-        self.prefix: str = entry.options.get(CONF_TOPIC_PREFIX, DEFAULT_TOPIC_PREFIX)
+        prefix = entry.options.get(CONF_TOPIC_PREFIX)
+        self.prefix: str = prefix if isinstance(prefix, str) and prefix else DEFAULT_TOPIC_PREFIX
         invalid_agents: list[str] = []
         self.agents: dict[str, AgentConfig] = agents_from_options(entry.options, invalid_agents)
         self._invalid_agents = invalid_agents

@@ -46,6 +46,7 @@ from .policy.wake import (
     WakeSettings,
     WakeTarget,
 )
+from .stored_options import mapping, mapping_option
 
 if TYPE_CHECKING:
     from .coordinator import EcoflowTelemetryCoordinator
@@ -64,10 +65,17 @@ class NutLogins(Protocol):
 
 
 def wake_settings_for(options: Mapping[str, Any], sn: str) -> WakeSettings:
-    """A station's restore rule from the options; off when not set."""
-    stored = dict(options.get(CONF_RESTORE, {}).get(sn, {}))
+    """A station's restore rule from the options; off when not set or not valid.
+
+    Off is the safe side: the rule only wakes hosts, it never shuts one down.
+    """
+    stored = mapping(mapping_option(options, CONF_RESTORE).get(sn))
     known = set(WakeSettings.__dataclass_fields__)
-    return WakeSettings(**{key: value for key, value in stored.items() if key in known})
+    try:
+        return WakeSettings(**{key: value for key, value in stored.items() if key in known})
+    except (TypeError, ValueError) as err:
+        _LOGGER.warning("The stored restore rule of %s is not valid, so it is off: %s", sn, err)
+        return WakeSettings()
 
 
 class WakeCoordinator:
@@ -135,12 +143,12 @@ class WakeCoordinator:
 
     def _targets(self, sn: str) -> list[WakeTarget]:
         """Agents of the station with a MAC: from the options, else what the agent reports."""
-        overrides: Mapping[str, Any] = self.entry.options.get(CONF_WAKE_TARGETS, {})
+        overrides = mapping_option(self.entry.options, CONF_WAKE_TARGETS)
         targets: list[WakeTarget] = []
         for agent_id, agent in self.policy.agents.items():
             if agent.device != sn:
                 continue
-            override = overrides.get(agent_id, {})
+            override = mapping(overrides.get(agent_id))
             status = self.policy.agent_status.get(agent_id)
             mac = override.get(WAKE_MAC) or getattr(status, "mac", None)
             if not mac:
@@ -152,7 +160,7 @@ class WakeCoordinator:
                     agent_id,
                     str(mac),
                     broadcast=str(broadcast) if broadcast else None,
-                    port=int(port) if port else None,
+                    port=_port(port),
                     infrastructure=bool(getattr(agent.binding, "infrastructure", False)),
                 )
             )
@@ -177,12 +185,12 @@ class WakeCoordinator:
 
     def _nut_targets(self, sn: str) -> list[WakeTarget]:
         """The NUT clients of the station, as one host (the MAC set for them in the options)."""
-        overrides: Mapping[str, Any] = self.entry.options.get(CONF_WAKE_TARGETS, {})
+        overrides = mapping_option(self.entry.options, CONF_WAKE_TARGETS)
         station = NutConfig.from_options(self.entry.options).stations.get(sn)
         if station is None:
             return []
         host_id = nut_agent_id(station.name)
-        override = overrides.get(host_id, {})
+        override = mapping(overrides.get(host_id))
         if not override.get(WAKE_MAC):
             return []
         port = override.get(WAKE_PORT)
@@ -191,7 +199,7 @@ class WakeCoordinator:
                 host_id,
                 str(override[WAKE_MAC]),
                 broadcast=override.get(WAKE_BROADCAST) or None,
-                port=int(port) if port else None,
+                port=_port(port),
                 infrastructure=False,
             )
         ]
@@ -310,3 +318,14 @@ class WakeCoordinator:
             }
             for sn, planner in self.planners.items()
         }
+
+
+def _port(value: Any) -> int | None:
+    """A stored UDP port for the magic packet, or None (the default port)."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        return None
+    try:
+        port = int(value)
+    except ValueError:
+        return None
+    return port if 1 <= port <= 65535 else None

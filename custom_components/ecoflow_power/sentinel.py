@@ -23,6 +23,8 @@ from homeassistant.core import (
 )
 from homeassistant.helpers.event import async_track_state_change_event
 
+from .stored_options import mapping_option
+
 CONF_SENTINELS = "sentinels"
 CONF_SENTINEL_ENTITY = "entity_id"
 CONF_SENTINEL_KIND = "kind"
@@ -50,7 +52,7 @@ class SentinelConfig:
 def sentinels_from_options(options: Mapping[str, Any]) -> dict[str, SentinelConfig]:
     """Station serial -> its sentinel; entries that cannot be read are left out."""
     result: dict[str, SentinelConfig] = {}
-    for sn, data in dict(options.get(CONF_SENTINELS, {})).items():
+    for sn, data in mapping_option(options, CONF_SENTINELS).items():
         try:
             result[sn] = SentinelConfig(
                 entity_id=str(data[CONF_SENTINEL_ENTITY]),

@@ -84,25 +84,29 @@ class NutConfig:
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> NutConfig:
-        data: Mapping[str, Any] = options.get(CONF_NUT) or {}
+        """The stored NUT options; a part of the wrong shape is left out (or its default)."""
+        data = _mapping(options.get(CONF_NUT))
         users = tuple(
-            NutUser(name, str(user.get(NUT_PASSWORD, "")))
-            for name, user in (data.get(NUT_USERS) or {}).items()
+            NutUser(str(name), str(user.get(NUT_PASSWORD, "")))
+            for name, user in _mapping(data.get(NUT_USERS)).items()
+            if isinstance(user, Mapping)
         )
-        stations = {
-            sn: NutStationConfig(
+        stations: dict[str, NutStationConfig] = {}
+        for sn, item in _mapping(data.get(NUT_STATIONS)).items():
+            if not isinstance(item, Mapping) or not item.get(NUT_NAME):
+                continue
+            aliases = item.get(NUT_ALIASES) or ()
+            stations[str(sn)] = NutStationConfig(
                 name=str(item[NUT_NAME]),
-                aliases=tuple(item.get(NUT_ALIASES) or ()),
-                soc_threshold=item.get(NUT_SOC_THRESHOLD),
-                delay_sec=item.get(NUT_DELAY),
+                aliases=tuple(str(a) for a in aliases) if isinstance(aliases, list | tuple) else (),
+                soc_threshold=_within(item.get(NUT_SOC_THRESHOLD), 0, 100),
+                delay_sec=_whole(item.get(NUT_DELAY)),
             )
-            for sn, item in (data.get(NUT_STATIONS) or {}).items()
-            if item.get(NUT_NAME)
-        }
+        port = _whole(data.get(NUT_PORT, DEFAULT_PORT))
         return cls(
-            enabled=bool(data.get(NUT_ENABLED, False)),
+            enabled=data.get(NUT_ENABLED) is True,
             host=str(data.get(NUT_HOST, DEFAULT_HOST)),
-            port=int(data.get(NUT_PORT, DEFAULT_PORT)),
+            port=port if port is not None and 1 <= port <= 65535 else DEFAULT_PORT,
             users=users,
             stations=stations,
         )
@@ -115,3 +119,21 @@ class NutConfig:
             if sn != except_sn
             for name in (station.name, *station.aliases)
         }
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _within(value: Any, low: float, high: float) -> float | None:
+    """A stored number within low..high, else None (the station's own setting)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value) if low <= value <= high else None
+
+
+def _whole(value: Any) -> int | None:
+    """A stored whole number >= 0, else None."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value

@@ -1,0 +1,63 @@
+"""Reading the entry's options defensively: a value of the wrong shape is left out.
+
+The options forms only store well-formed values. A hand-edited or foreign
+storage file may not: each reader takes its part through these, so a bad
+value costs its own feature (and raises the `options_invalid` repair, see
+`misshapen`), never the entry's setup.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from typing import Any
+
+from .const import (
+    CONF_ADD_NEW_DEVICES,
+    CONF_AGENTS,
+    CONF_DEVICES,
+    CONF_EXCLUDED_DEVICES,
+    CONF_POLICY,
+    CONF_RESTORE,
+    CONF_TOPIC_PREFIX,
+    CONF_WAKE_TARGETS,
+)
+
+# The options a mapping is stored under (station serial or agent id -> settings).
+_MAPPINGS = (CONF_AGENTS, CONF_POLICY, CONF_RESTORE, CONF_WAKE_TARGETS, "sentinels", "nut")
+_LISTS = (CONF_DEVICES, CONF_EXCLUDED_DEVICES)
+
+
+def mapping(value: Any) -> Mapping[str, Any]:
+    """`value` when it is a mapping, else an empty one."""
+    return value if isinstance(value, Mapping) else {}
+
+
+def mapping_option(options: Mapping[str, Any], key: str) -> Mapping[str, Any]:
+    return mapping(options.get(key))
+
+
+def strings_option(options: Mapping[str, Any], key: str) -> list[str]:
+    """A stored list of serials: its strings (nothing when it is no list)."""
+    value = options.get(key)
+    if not isinstance(value, list | tuple):
+        return []
+    return [item for item in value if isinstance(item, str)]
+
+
+def misshapen(options: Mapping[str, Any]) -> list[str]:
+    """The options whose stored value has the wrong shape (they are read as empty)."""
+    wrong = [key for key in _MAPPINGS if key in options and not isinstance(options[key], Mapping)]
+    wrong += [
+        key
+        for key in _LISTS
+        if key in options
+        and not (
+            isinstance(options[key], list | tuple)
+            and all(isinstance(item, str) for item in options[key])
+        )
+    ]
+    if CONF_ADD_NEW_DEVICES in options and not isinstance(options[CONF_ADD_NEW_DEVICES], bool):
+        wrong.append(CONF_ADD_NEW_DEVICES)
+    if CONF_TOPIC_PREFIX in options and not isinstance(options[CONF_TOPIC_PREFIX], str):
+        wrong.append(CONF_TOPIC_PREFIX)
+    return wrong
