@@ -39,6 +39,7 @@ from .selectors import (
     seconds_selector as _seconds,
     station_selector as _station_selector,
 )
+from .stored_options import mapping_option
 
 
 class AgentOptionsMixin(StationOptionsFlow):
@@ -52,7 +53,7 @@ class AgentOptionsMixin(StationOptionsFlow):
     ) -> ConfigFlowResult:
         """Map a host agent to a station; agents that announced themselves are offered."""
         errors: dict[str, str] = {}
-        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
+        agents: dict[str, Any] = dict(mapping_option(self._entry.options, CONF_AGENTS))
         if user_input is not None:
             agent_id = user_input[CONF_AGENT_ID].strip()
             if not is_valid_agent_id(agent_id):
@@ -95,7 +96,7 @@ class AgentOptionsMixin(StationOptionsFlow):
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
         """Choose the agent to edit."""
-        agents = sorted(self._entry.options.get(CONF_AGENTS, {}))
+        agents = sorted(mapping_option(self._entry.options, CONF_AGENTS))
         if user_input is not None:
             self._agent_id = user_input[CONF_AGENT_ID]
             return await self.async_step_agent_settings()
@@ -115,7 +116,7 @@ class AgentOptionsMixin(StationOptionsFlow):
     ) -> ConfigFlowResult:
         """Station, threshold and delay of one agent; optionally a new secret."""
         assert self._agent_id is not None
-        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
+        agents: dict[str, Any] = dict(mapping_option(self._entry.options, CONF_AGENTS))
         current = agents[self._agent_id]
         if user_input is not None:
             secret = current[AGENT_SECRET]
@@ -145,7 +146,7 @@ class AgentOptionsMixin(StationOptionsFlow):
     async def async_step_remove_agent(
         self, user_input: dict[str, Any] | None = None
     ) -> ConfigFlowResult:
-        agents: dict[str, Any] = dict(self._entry.options.get(CONF_AGENTS, {}))
+        agents: dict[str, Any] = dict(mapping_option(self._entry.options, CONF_AGENTS))
         if user_input is not None:
             for agent_id in user_input[CONF_AGENTS]:
                 agents.pop(agent_id, None)

@@ -23,6 +23,7 @@ from .options_policy import PolicyOptionsMixin
 from .options_restore import RestoreOptionsSteps, wake_hosts
 from .options_sentinel import SentinelOptionsMixin
 from .selectors import devices_schema, seconds_selector as _seconds
+from .stored_options import mapping_option
 from .telemetry_settings import GRID_CONFIRM_RANGE, STALE_AFTER_RANGE, TelemetrySettings
 
 
@@ -45,7 +46,7 @@ class EcoflowOptionsFlow(
     async def async_step_init(self, user_input: dict[str, Any] | None = None) -> ConfigFlowResult:
         menu = ["telemetry"]
         stations = bool(self._stations())
-        agents = bool(self._entry.options.get(CONF_AGENTS))
+        agents = bool(mapping_option(self._entry.options, CONF_AGENTS))
         if stations:
             menu += ["policy", "sentinel", "add_agent"]
         if agents:
@@ -84,7 +85,7 @@ class EcoflowOptionsFlow(
         # The values in effect: a stored one the form would refuse shows its default.
         current = TelemetrySettings.from_options(entry.options)
         schema = devices_schema(
-            account, managed, entry.options.get(CONF_ADD_NEW_DEVICES, True)
+            account, managed, entry.options.get(CONF_ADD_NEW_DEVICES) is not False
         ).extend(
             {
                 probatio.Required(CONF_STALE_AFTER, default=current.stale_after_sec): _seconds(

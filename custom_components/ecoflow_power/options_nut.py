@@ -46,6 +46,7 @@ from .nut.config import (
 from .nut.protocol import DEFAULT_PORT
 from .options_base import StationOptionsFlow
 from .selectors import number_selector, seconds_selector
+from .stored_options import mapping_option
 
 if TYPE_CHECKING:
     pass
@@ -79,7 +80,7 @@ class NutOptionsMixin(StationOptionsFlow):
     _nut_user: tuple[str, str] | None = None
 
     def _nut_options(self) -> dict[str, Any]:
-        return dict(self._entry.options.get(CONF_NUT) or {})
+        return dict(mapping_option(self._entry.options, CONF_NUT))
 
     def _save_nut(self, nut: Mapping[str, Any]) -> ConfigFlowResult:
         return self.async_create_entry(data={**self._entry.options, CONF_NUT: dict(nut)})

@@ -20,6 +20,7 @@ from .const import (
 from .options_base import StationOptionsFlow
 from .policy.settings import PolicySettings
 from .selectors import number_selector, seconds_selector
+from .stored_options import mapping, mapping_option, valid_topic_prefix
 from .telemetry_settings import TelemetrySettings
 
 if TYPE_CHECKING:
@@ -103,8 +104,8 @@ class PolicyOptionsMixin(StationOptionsFlow):
     ) -> ConfigFlowResult:
         assert self._station is not None
         options = self.config_entry.options
-        policies: dict[str, Any] = dict(options.get(CONF_POLICY, {}))
-        stored = dict(policies.get(self._station, {}))
+        policies: dict[str, Any] = dict(mapping_option(options, CONF_POLICY))
+        stored = dict(mapping(policies.get(self._station)))
         errors: dict[str, str] = {}
         placeholders = {"station": self._stations()[self._station], "error": ""}
         if user_input is not None:
@@ -115,16 +116,20 @@ class PolicyOptionsMixin(StationOptionsFlow):
             settings = {**stored, **form}
             if _error_of({**settings, "stale_after_sec": stale}) is not None:
                 settings = form
+            prefix = user_input[CONF_TOPIC_PREFIX].strip().strip("/")
             if (error := _error_of({**settings, "stale_after_sec": stale})) is not None:
                 errors["base"] = "invalid_policy_settings"
                 placeholders["error"] = error
+            elif not valid_topic_prefix(prefix):
+                # A wildcard would make every command unpublishable.
+                errors[CONF_TOPIC_PREFIX] = "invalid_topic_prefix"
             else:
                 policies[self._station] = settings
                 return self.async_create_entry(
                     data={
                         **options,
                         CONF_POLICY: policies,
-                        CONF_TOPIC_PREFIX: user_input[CONF_TOPIC_PREFIX].strip().strip("/"),
+                        CONF_TOPIC_PREFIX: prefix,
                     }
                 )
         schema = policy_schema(

@@ -27,6 +27,7 @@ from .nut.consumer import nut_agent_id
 from .options_base import StationOptionsFlow
 from .restore_coordinator import wake_settings_for
 from .selectors import number_selector, station_selector
+from .stored_options import mapping_option
 
 _MAC = re.compile(r"^[0-9a-fA-F]{2}([:-]?[0-9a-fA-F]{2}){5}$")
 _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3}$")
@@ -34,7 +35,7 @@ _IPV4 = re.compile(r"^(25[0-5]|2[0-4]\d|1?\d?\d)(\.(25[0-5]|2[0-4]\d|1?\d?\d)){3
 
 def wake_hosts(options: Mapping[str, Any]) -> dict[str, str]:
     """Hosts a wake address can be set for: the agents, and each station's NUT clients."""
-    hosts = {agent_id: agent_id for agent_id in sorted(options.get(CONF_AGENTS, {}))}
+    hosts = {agent_id: agent_id for agent_id in sorted(mapping_option(options, CONF_AGENTS))}
     nut = NutConfig.from_options(options)
     if nut.enabled:
         for station in nut.stations.values():
@@ -65,7 +66,7 @@ class RestoreOptionsSteps(StationOptionsFlow):
         options = self.config_entry.options
         current = wake_settings_for(options, sn)
         if user_input is not None:
-            restore: dict[str, Any] = dict(options.get(CONF_RESTORE, {}))
+            restore: dict[str, Any] = dict(mapping_option(options, CONF_RESTORE))
             restore[sn] = {
                 "enabled": bool(user_input["enabled"]),
                 "stable_sec": int(user_input["stable_min"]) * 60,
@@ -100,7 +101,7 @@ class RestoreOptionsSteps(StationOptionsFlow):
         options = self.config_entry.options
         hosts = wake_hosts(options)
         agents = list(hosts)
-        targets: dict[str, Any] = dict(options.get(CONF_WAKE_TARGETS, {}))
+        targets: dict[str, Any] = dict(mapping_option(options, CONF_WAKE_TARGETS))
         errors: dict[str, str] = {}
         if user_input is not None:
             agent_id = user_input[CONF_AGENT_ID]

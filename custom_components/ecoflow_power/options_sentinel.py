@@ -20,6 +20,7 @@ import probatio
 
 from .options_base import StationOptionsFlow
 from .sentinel import CONF_SENTINEL_ENTITY, CONF_SENTINEL_KIND, CONF_SENTINELS, SentinelKind
+from .stored_options import mapping_option
 
 if TYPE_CHECKING:
     pass
@@ -52,7 +53,7 @@ class SentinelOptionsMixin(StationOptionsFlow):
         """The entity and how to read it; no entity removes the sentinel."""
         assert self._station is not None
         options = self.config_entry.options
-        sentinels: dict[str, Any] = dict(options.get(CONF_SENTINELS, {}))
+        sentinels: dict[str, Any] = dict(mapping_option(options, CONF_SENTINELS))
         errors: dict[str, str] = {}
         if user_input is not None:
             entity_id = user_input.get(CONF_SENTINEL_ENTITY)

@@ -64,6 +64,7 @@ from .policy_mqtt import PolicyMqtt
 from .policy_repairs import PROTECTION_ISSUES, rendered
 from .policy_setup import build_engine, load_settings, update_agent_repairs
 from .sentinel import SentinelWatcher, sentinels_from_options
+from .stored_options import valid_topic_prefix
 
 _LOGGER = logging.getLogger(__name__)
 
@@ -92,7 +93,7 @@ class PolicyCoordinator(
         )
         self.telemetry = telemetry
         prefix = entry.options.get(CONF_TOPIC_PREFIX)
-        self.prefix: str = prefix if isinstance(prefix, str) and prefix else DEFAULT_TOPIC_PREFIX
+        self.prefix: str = prefix if valid_topic_prefix(prefix) else DEFAULT_TOPIC_PREFIX
         invalid_agents: list[str] = []
         self.agents: dict[str, AgentConfig] = agents_from_options(entry.options, invalid_agents)
         self._invalid_agents = invalid_agents

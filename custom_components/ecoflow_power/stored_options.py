@@ -9,7 +9,7 @@ value costs its own feature (and raises the `options_invalid` repair, see
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import Any
+from typing import Any, TypeGuard
 
 from .const import (
     CONF_ADD_NEW_DEVICES,
@@ -44,6 +44,17 @@ def strings_option(options: Mapping[str, Any], key: str) -> list[str]:
     return [item for item in value if isinstance(item, str)]
 
 
+def valid_topic_prefix(prefix: object) -> TypeGuard[str]:
+    """A prefix HA can publish under: no wildcards, not a $SYS-like topic, not empty."""
+    return (
+        isinstance(prefix, str)
+        and bool(prefix)
+        and not any(char in prefix for char in "+#\0")
+        and not prefix.startswith("$")
+        and len(prefix.encode()) <= 200
+    )
+
+
 def misshapen(options: Mapping[str, Any]) -> list[str]:
     """The options whose stored value has the wrong shape (they are read as empty)."""
     wrong = [key for key in _MAPPINGS if key in options and not isinstance(options[key], Mapping)]
@@ -58,6 +69,6 @@ def misshapen(options: Mapping[str, Any]) -> list[str]:
     ]
     if CONF_ADD_NEW_DEVICES in options and not isinstance(options[CONF_ADD_NEW_DEVICES], bool):
         wrong.append(CONF_ADD_NEW_DEVICES)
-    if CONF_TOPIC_PREFIX in options and not isinstance(options[CONF_TOPIC_PREFIX], str):
+    if CONF_TOPIC_PREFIX in options and not valid_topic_prefix(options[CONF_TOPIC_PREFIX]):
         wrong.append(CONF_TOPIC_PREFIX)
     return wrong

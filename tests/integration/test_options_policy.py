@@ -353,3 +353,22 @@ async def test_a_hand_edited_stale_time_still_protects_with_the_default_and_a_re
     await hass.async_block_till_done()
     assert entry.runtime_data.telemetry.stale_after_sec == 90
     assert ir.async_get(hass).async_get_issue("ecoflow_power", issue_id) is None
+
+
+@pytest.mark.parametrize("prefix", ["power/+", "lab/#", "$SYS/ups", "", "/"])
+async def test_a_topic_prefix_no_command_could_be_published_under_is_refused(
+    hass: HomeAssistant, entry: MockConfigEntry, prefix: str
+) -> None:
+    result = await _policy_form(hass, entry)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], FORM | {CONF_TOPIC_PREFIX: prefix}
+    )
+    assert result["type"] is FlowResultType.FORM
+    assert result["errors"] == {CONF_TOPIC_PREFIX: "invalid_topic_prefix"}
+    assert CONF_POLICY not in entry.options
+    # A usable one is saved (leading and trailing slashes trimmed).
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], FORM | {CONF_TOPIC_PREFIX: "/lab/power/"}
+    )
+    assert result["type"] is FlowResultType.CREATE_ENTRY
+    assert entry.options[CONF_TOPIC_PREFIX] == "lab/power"

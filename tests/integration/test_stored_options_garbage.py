@@ -12,6 +12,7 @@ from unittest.mock import AsyncMock
 
 from homeassistant.config_entries import ConfigEntryState
 from homeassistant.core import HomeAssistant
+from homeassistant.data_entry_flow import FlowResultType
 from homeassistant.helpers import issue_registry as ir
 import pytest
 
@@ -105,3 +106,34 @@ async def test_the_repair_names_the_options_that_were_ignored_and_protection_goe
     assert await hass.config_entries.async_reload(entry.entry_id)  # as a saved form does
     await hass.async_block_till_done()
     assert ir.async_get(hass).async_get_issue(DOMAIN, f"options_invalid_{entry.entry_id}") is None
+
+
+@pytest.mark.parametrize(
+    ("step", "key", "opens"),
+    [
+        ("policy", CONF_POLICY, "policy_settings"),
+        ("sentinel", CONF_SENTINELS, "sentinel_settings"),
+        ("restore", CONF_RESTORE, "restore_settings"),
+        ("add_agent", CONF_AGENTS, "add_agent"),
+        ("nut", CONF_NUT, "nut"),
+    ],
+)
+async def test_the_options_form_that_mends_a_bad_option_opens(
+    hass: HomeAssistant, *, mock_client: AsyncMock, fake_session, step: str, key: str, opens: str
+) -> None:
+    """The repair says "set them again": the form for it must open, not fail."""
+    entry = make_entry(**{key: [1, None], CONF_TOPIC_PREFIX: "lab/#"})
+    entry.add_to_hass(hass)
+    assert await hass.config_entries.async_setup(entry.entry_id)
+    await hass.async_block_till_done()
+    assert entry.runtime_data.policy.prefix == "power-manager"  # not the wildcard
+    result = await hass.config_entries.options.async_init(entry.entry_id)
+    result = await hass.config_entries.options.async_configure(
+        result["flow_id"], {"next_step_id": step}
+    )
+    if result["step_id"] == step and opens != step:  # choose the station first
+        result = await hass.config_entries.options.async_configure(
+            result["flow_id"], {"station": DELTA2_SN}
+        )
+    assert result["type"] in (FlowResultType.FORM, FlowResultType.MENU)
+    assert result["step_id"] == opens
