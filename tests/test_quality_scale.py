@@ -131,6 +131,8 @@ def test_claimed_behaviours_have_their_code_and_tests() -> None:
         "strict-typing": ".venv/bin/mypy" in (ROOT / "scripts" / "lint").read_text()
         and "disallow_untyped_defs = true" in (ROOT / "pyproject.toml").read_text(),
         "config-flow": (tests / "test_form_texts.py").exists(),
+        "test-coverage": "coverage_floor.py" in (ROOT / "scripts" / "test").read_text()
+        and (ROOT / "scripts" / "coverage_floor.py").exists(),
     }
     for rule, holds in claims.items():
         if status(rule) == "done":
