@@ -21,9 +21,11 @@ from .const import (
     CONF_TOPIC_PREFIX,
     CONF_WAKE_TARGETS,
 )
+from .nut.config import CONF_NUT
 
 # The options a mapping is stored under (station serial or agent id -> settings).
-_MAPPINGS = (CONF_AGENTS, CONF_POLICY, CONF_RESTORE, CONF_WAKE_TARGETS, "sentinels", "nut")
+# "sentinels" is sentinel.CONF_SENTINELS, which imports this module.
+_MAPPINGS = (CONF_AGENTS, CONF_POLICY, CONF_RESTORE, CONF_WAKE_TARGETS, "sentinels", CONF_NUT)
 _LISTS = (CONF_DEVICES, CONF_EXCLUDED_DEVICES)
 
 
