@@ -1,8 +1,10 @@
 """The entry's telemetry settings as stored, checked: a bad value runs on its default.
 
-The options form only offers values in these ranges; a value outside them (or
-no number at all) can only come from a hand-edited or foreign storage file.
-Setup must not fail on it: protection would be gone with the entry.
+The options form offers the ranges below. Storage may hold other values: ones
+the engine still accepts (tests and the demo use a stale time of a few
+seconds) are kept; a value it would refuse (a stale time of 0, no number at
+all) can only come from a hand-edited file and must not fail the setup:
+protection would be gone with the entry.
 """
 
 from __future__ import annotations
@@ -20,35 +22,31 @@ GRID_CONFIRM_RANGE = (0, 300)
 
 
 def _seconds(
-    options: Mapping[str, Any], key: str, default: int, bounds: tuple[int, int]
-) -> tuple[int, str | None]:
+    options: Mapping[str, Any], key: str, default: int, minimum: int
+) -> tuple[float, str | None]:
     """(value to run with, why the stored one was refused or None)."""
     stored = options.get(key, default)
-    low, high = bounds
     if (
         isinstance(stored, bool)
         or not isinstance(stored, int | float)
         or not math.isfinite(stored)
-        or not low <= stored <= high
+        or stored < minimum
     ):
-        return default, f"{key} = {stored!r} is not within {low}..{high} s"
-    return int(stored), None
+        return default, f"{key} = {stored!r} is not a number of seconds >= {minimum}"
+    return stored, None
 
 
 @dataclass(frozen=True, slots=True)
 class TelemetrySettings:
-    stale_after_sec: int
-    grid_confirm_sec: int
+    stale_after_sec: float
+    grid_confirm_sec: float
     # Why stored values were refused (they run on their defaults); empty when valid.
     refused: tuple[str, ...] = ()
 
     @classmethod
     def from_options(cls, options: Mapping[str, Any]) -> TelemetrySettings:
-        stale, stale_error = _seconds(
-            options, CONF_STALE_AFTER, DEFAULT_STALE_AFTER, STALE_AFTER_RANGE
-        )
-        confirm, confirm_error = _seconds(
-            options, CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM, GRID_CONFIRM_RANGE
-        )
+        # The engine counts staleness in whole seconds, at least one.
+        stale, stale_error = _seconds(options, CONF_STALE_AFTER, DEFAULT_STALE_AFTER, 1)
+        confirm, confirm_error = _seconds(options, CONF_GRID_CONFIRM, DEFAULT_GRID_CONFIRM, 0)
         refused = tuple(error for error in (stale_error, confirm_error) if error)
         return cls(stale, confirm, refused)
