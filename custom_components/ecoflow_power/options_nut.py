@@ -6,7 +6,7 @@ import asyncio
 from collections.abc import Mapping
 import contextlib
 import socket
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.helpers.selector import (
@@ -47,9 +47,6 @@ from .nut.protocol import DEFAULT_PORT
 from .options_base import StationOptionsFlow
 from .selectors import number_selector, seconds_selector
 from .stored_options import mapping_option
-
-if TYPE_CHECKING:
-    pass
 
 NUT_USERNAME = "username"
 NUT_PRESET = "preset"

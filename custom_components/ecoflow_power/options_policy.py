@@ -7,7 +7,7 @@ trusts: a value it refuses is an error in the form, never a saved option.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult
 import probatio
@@ -22,9 +22,6 @@ from .policy.settings import PolicySettings
 from .selectors import number_selector, seconds_selector
 from .stored_options import mapping, mapping_option, valid_topic_prefix
 from .telemetry_settings import TelemetrySettings
-
-if TYPE_CHECKING:
-    pass
 
 
 def stored_policy_settings(stored: Mapping[str, Any]) -> PolicySettings:

@@ -6,7 +6,7 @@ without the cloud; how its state is read is the sentinel's kind (sentinel.py).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from homeassistant.config_entries import ConfigFlowResult
 from homeassistant.helpers.selector import (
@@ -21,9 +21,6 @@ import probatio
 from .options_base import StationOptionsFlow
 from .sentinel import CONF_SENTINEL_ENTITY, CONF_SENTINEL_KIND, CONF_SENTINELS, SentinelKind
 from .stored_options import mapping_option
-
-if TYPE_CHECKING:
-    pass
 
 # A binary_sensor kind needs a binary sensor; the others read any entity
 # (a voltage sensor, the NUT status sensor, a mains-only device's entity).
