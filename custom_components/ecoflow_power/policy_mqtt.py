@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Callable
 import json
+import logging
 from typing import Any
 
 from homeassistant.components import mqtt
@@ -23,6 +24,8 @@ from homeassistant.helpers.dispatcher import async_dispatcher_connect
 
 from .const import ISSUE_MQTT_MISSING
 from .issues import clear_repair, raise_repair
+
+_LOGGER = logging.getLogger(__name__)
 
 type MessageHandler = Callable[[mqtt.ReceiveMessage], None]
 
@@ -89,13 +92,22 @@ class PolicyMqtt:
             self._set_available(False)
             return
         # With its entry loaded, HA's MQTT accepts every subscription (it
-        # raises only when it was never set up or its entry is disabled).
-        self._subscriptions = [
-            await mqtt.async_subscribe(self.hass, f"{self.prefix}/+/ack", self._on_ack, qos=1),
-            await mqtt.async_subscribe(
-                self.hass, f"{self.prefix}/+/status", self._on_status, qos=1
-            ),
-        ]
+        # raises only when it was never set up or its entry is disabled). If
+        # it refuses anyway, that is MQTT missing (a repair), not a failed setup.
+        topics = (
+            (f"{self.prefix}/+/ack", self._on_ack),
+            (f"{self.prefix}/+/status", self._on_status),
+        )
+        try:
+            for topic, handler in topics:
+                self._subscriptions.append(
+                    await mqtt.async_subscribe(self.hass, topic, handler, qos=1)
+                )
+        except Exception as err:
+            _LOGGER.warning("Home Assistant's MQTT refused the agents' topics: %s", err)
+            self._unsubscribe()
+            self._set_available(False)
+            return
         self._set_available(True)
 
     def _unsubscribe(self) -> None:

@@ -6,13 +6,13 @@ import asyncio
 import json
 import re
 from typing import Any
-from unittest.mock import AsyncMock, patch
+from unittest.mock import AsyncMock, MagicMock, patch
 
 from freezegun.api import FrozenDateTimeFactory
 from homeassistant.components import mqtt
 from homeassistant.config_entries import ConfigEntry, ConfigEntryState
 from homeassistant.core import HomeAssistant
-from homeassistant.exceptions import ServiceValidationError
+from homeassistant.exceptions import HomeAssistantError, ServiceValidationError
 from homeassistant.helpers import issue_registry as ir
 import pytest
 
@@ -32,6 +32,7 @@ from .mqtt_helpers import (
     entry_on_real_mqtt,
     publish_side,
     real_sleep,
+    setup_real_mqtt,
     subscriptions,
     wait_for,
 )
@@ -280,3 +281,40 @@ async def test_a_nut_consumer_gets_no_lease_on_the_broker(
             await feed(hass, session, DELTA2_SN, delta2_payload(grid=False, soc=40))
             await subscriber.messages()
         assert set(await retained(broker)) == {"power-manager/nas/power"}
+
+
+async def test_mqtt_refusing_the_agents_topics_at_start_is_a_repair_not_a_failed_setup(
+    hass: HomeAssistant,
+    broker: MosquittoBroker,
+    mock_client: AsyncMock,
+    fake_session,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    mqtt_entry = await setup_real_mqtt(hass, broker)
+    real_subscribe = mqtt.async_subscribe
+    made: list[MagicMock] = []
+
+    async def refuse_status(hass: HomeAssistant, topic: str, *args: Any, **kwargs: Any) -> Any:
+        if topic.endswith("/status"):
+            raise HomeAssistantError("refused by a broken MQTT setup")
+        unsubscribe = MagicMock(wraps=await real_subscribe(hass, topic, *args, **kwargs))
+        made.append(unsubscribe)
+        return unsubscribe
+
+    entry = policy_entry()
+    entry.add_to_hass(hass)
+    with patch.object(mqtt, "async_subscribe", refuse_status):
+        assert await hass.config_entries.async_setup(entry.entry_id)
+        await hass.async_block_till_done()
+    assert entry.state is ConfigEntryState.LOADED
+    policy = entry.runtime_data.policy
+    assert not policy.mqtt_available
+    assert ir.async_get(hass).async_get_issue(DOMAIN, f"mqtt_missing_{entry.entry_id}")
+    assert "refused the agents' topics: refused by a broken MQTT setup" in caplog.text
+    # The ack subscription made before the refusal was undone, not left half set up.
+    assert [call.call_count for call in made] == [1]
+    # The policy still decides (and shows it) while it cannot reach the agents.
+    assert hass.states.get("sensor.rack_shutdown_policy") is not None
+    await hass.config_entries.async_unload(entry.entry_id)
+    await hass.config_entries.async_unload(mqtt_entry.entry_id)
+    await hass.async_block_till_done()
