@@ -53,6 +53,7 @@ def valid_topic_prefix(prefix: object) -> TypeGuard[str]:
         and bool(prefix)
         and not any(char in prefix for char in "+#\0")
         and not prefix.startswith("$")
+        and prefix.isprintable()  # no control characters, no lone surrogates
         and len(prefix.encode()) <= 200
     )
 

@@ -355,7 +355,7 @@ async def test_a_hand_edited_stale_time_still_protects_with_the_default_and_a_re
     assert ir.async_get(hass).async_get_issue("ecoflow_power", issue_id) is None
 
 
-@pytest.mark.parametrize("prefix", ["power/+", "lab/#", "$SYS/ups", "", "/"])
+@pytest.mark.parametrize("prefix", ["power/+", "lab/#", "$SYS/ups", "", "/", "lab\x00ups"])
 async def test_a_topic_prefix_no_command_could_be_published_under_is_refused(
     hass: HomeAssistant, entry: MockConfigEntry, prefix: str
 ) -> None:
