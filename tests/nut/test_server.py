@@ -104,10 +104,38 @@ async def test_an_over_long_line_is_refused_and_skipped(
     server, _ = served
     conn = await connect(server)
     assert await conn.ask(b"GET VAR " + b"x" * 200 + b"\n") == ["ERR INVALID-ARGUMENT"]
-    # A long line sent in pieces is refused once, then the stream resyncs at its newline.
+    # A long line sent in pieces is refused once (as soon as it is too long), then
+    # the rest of it up to its newline is skipped and the stream resyncs.
     conn.writer.write(b"USERNAME " + b"y" * 100)
     await conn.writer.drain()
-    assert await conn.ask(b"z" * 100 + b"\nNETVER\n", replies=2) == ["ERR INVALID-ARGUMENT", "1.3"]
+    line = await asyncio.wait_for(conn.reader.readline(), 5)
+    assert line == b"ERR INVALID-ARGUMENT\n"
+    assert await conn.ask(b"z" * 100 + b"\nNETVER\n") == ["1.3"]
+
+
+async def test_a_failing_client_event_handler_never_takes_the_server_down(
+    served: tuple[NutServer, FakeBackend], caplog: pytest.LogCaptureFixture
+) -> None:
+    server, backend = served
+
+    def broken(event: object) -> None:
+        raise RuntimeError("handler bug")
+
+    backend.client_event = broken  # type: ignore[method-assign]
+    conn = await connect(server)
+    await conn.ask("USERNAME nas")
+    await conn.ask("PASSWORD pw2")
+    assert await conn.ask("LOGIN delta") == ["OK"]
+    await conn.close()
+    await until(lambda: "NUT client event handler failed" in caplog.text)
+    # The next client is served as before.
+    again = await connect(server)
+    assert await again.ask("NETVER") == ["1.3"]
+
+
+def test_the_port_before_start_is_the_one_asked_for() -> None:
+    server = NutServer(FakeBackend(), USERS, host="127.0.0.1", port=3493, version="0.1.0")
+    assert server.port == 3493
 
 
 async def test_binary_garbage_gets_an_error_never_a_crash(

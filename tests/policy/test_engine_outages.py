@@ -345,3 +345,36 @@ def test_a_duplicate_ack_of_a_pending_job_changes_nothing(make: Make) -> None:
     effects = h.ack("nas", first.payload["id"], AckStatus.DUPLICATE, job=JobState.PENDING)
     assert new_shutdowns(effects) == []
     assert h.engine.state is PolicyState.SHUTDOWN_SENT
+
+
+def test_a_late_ack_of_the_last_outages_abort_leaves_the_new_shutdown_live(make: Make) -> None:
+    """Queued acks come in late after a broker restart: an old abort's ack names its own ref."""
+    h = make(debounce_sec=60, cooldown_sec=600, delay_sec=60, restore_confirm_sec=60)
+    h.connected(soc=40)
+    h.lost(soc=15)
+    (first,) = shutdowns(h.at(60))
+    h.clock.advance(10)
+    (abort,) = aborts(h.connected(soc=15))
+    h.at(120)
+    h.lost(soc=12)
+    (second,) = shutdowns(h.at(60))
+    # Now the agent's "aborted" for the first outage's abort arrives.
+    h.ack("nas", abort.payload["id"], AckStatus.ABORTED, ref=first.payload["id"])
+    view = h.engine.status().agents["nas"]
+    assert view.commit_at is not None  # the new shutdown is still live
+    assert h.engine.state is PolicyState.SHUTDOWN_SENT
+    # Still live: the grid coming back aborts it, naming it.
+    (abort_new,) = aborts(h.connected(soc=12))
+    assert abort_new.payload["ref"] == second.payload["id"]
+
+
+def test_an_aborted_shutdown_the_agent_lost_is_not_sent_again(make: Make) -> None:
+    from custom_components.ecoflow_power.policy.protocol import JobState
+
+    h = make(debounce_sec=0, delay_sec=60, restore_confirm_sec=60)
+    (first,) = shutdowns(h.lost(soc=10))
+    h.clock.advance(10)
+    assert len(aborts(h.connected(soc=10))) == 1
+    # The agent restarted and answers a queued resend with "duplicate, no job".
+    effects = h.ack("nas", first.payload["id"], AckStatus.DUPLICATE, job=JobState.NONE)
+    assert new_shutdowns(effects) == []
