@@ -25,6 +25,7 @@ from custom_components.ecoflow_power.const import (
 )
 from custom_components.ecoflow_power.ecoflow.api import DeviceInfo, MqttCredentials
 from custom_components.ecoflow_power.ecoflow.cloud_messages import RawMessage
+from tests.helpers.mosquitto import MosquittoBroker, running_broker
 
 ACCESS_KEY = "AKtestaccesskey0001"
 CERT_ACCOUNT = "open-test"  # what the certification names the account
@@ -151,3 +152,10 @@ def policy_entry(**options: Any) -> MockConfigEntry:
 @pytest.fixture
 def config_entry() -> MockConfigEntry:
     return make_entry()
+
+
+@pytest.fixture
+def broker(socket_enabled: None) -> Generator[MosquittoBroker]:
+    """A real mosquitto for the test (stopped and removed after it)."""
+    with running_broker() as broker:
+        yield broker

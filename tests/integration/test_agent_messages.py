@@ -19,7 +19,7 @@ from pytest_homeassistant_custom_component.common import MockConfigEntry
 from custom_components.ecoflow_power.agents import agent_device_identifier
 from custom_components.ecoflow_power.const import CONF_AGENTS, DOMAIN
 from custom_components.ecoflow_power.policy.protocol import sign_message
-from tests.helpers.mosquitto import MosquittoBroker, running_broker
+from tests.helpers.mosquitto import MosquittoBroker
 
 from .conftest import AGENT_SECRET, NAS, policy_entry
 from .helpers import advance
@@ -58,12 +58,6 @@ def agent_device(hass: HomeAssistant, entry: MockConfigEntry, agent_id: str) -> 
 
 def garage_device(hass: HomeAssistant, entry: MockConfigEntry) -> dr.DeviceEntry:
     return agent_device(hass, entry, "garage")
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 @pytest.fixture

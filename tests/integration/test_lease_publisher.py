@@ -24,7 +24,7 @@ from custom_components.ecoflow_power.policy.protocol import (
     sign_message,
     verify_message,
 )
-from tests.helpers.mosquitto import MosquittoBroker, running_broker
+from tests.helpers.mosquitto import MosquittoBroker
 
 from .conftest import AGENT_SECRET, DELTA2_SN, make_entry, policy_entry
 from .helpers import advance, feed
@@ -38,12 +38,6 @@ from .mqtt_helpers import (
 from .test_policy_mqtt import delta2_payload
 
 TOPIC = "power-manager/nas/power"
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 @pytest.fixture

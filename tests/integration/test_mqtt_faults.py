@@ -23,7 +23,7 @@ from custom_components.ecoflow_power.const import (
 from custom_components.ecoflow_power.nut.config import CONF_NUT
 from custom_components.ecoflow_power.policy.lease import parse_lease
 from custom_components.ecoflow_power.policy.protocol import sign_message
-from tests.helpers.mosquitto import MosquittoBroker, free_port, running_broker
+from tests.helpers.mosquitto import MosquittoBroker, free_port
 
 from .conftest import AGENT_SECRET, DELTA2_SN, RIVER3_SN, policy_entry
 from .helpers import advance, feed
@@ -40,12 +40,6 @@ from .test_policy_mqtt import delta2_payload
 
 AGENT_TOPICS = ["power-manager/+/ack", "power-manager/+/status"]
 LEASES = "power-manager/+/power"
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 async def retained(broker: MosquittoBroker, topic: str = LEASES) -> dict[str, str]:

@@ -26,7 +26,7 @@ from custom_components.ecoflow_power.ecoflow.errors import (
     EcoflowConnectionError,
 )
 from custom_components.ecoflow_power.policy.protocol import sign_message
-from tests.helpers.mosquitto import MosquittoBroker, running_broker
+from tests.helpers.mosquitto import MosquittoBroker
 
 from .conftest import ACCOUNT, AGENT_SECRET, DELTA2_SN, NAS, RIVER3_SN, make_entry
 from .helpers import advance, feed
@@ -242,12 +242,6 @@ async def test_agents_that_protect_nothing_raise_repairs(
     invalid = issues.async_get_issue(DOMAIN, f"agent_options_invalid_{entry.entry_id}")
     assert invalid.translation_placeholders["agents"] == "bad id!"
     assert set(entry.runtime_data.policy.agents) == {"nas", "garage"}
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 async def test_restart_during_an_outage_with_the_cloud_refusing_still_shuts_down(

@@ -18,7 +18,7 @@ from custom_components.ecoflow_power.const import (
     EVENT_POLICY,
 )
 from custom_components.ecoflow_power.policy.protocol import sign_message, verify_message
-from tests.helpers.mosquitto import MosquittoBroker, running_broker
+from tests.helpers.mosquitto import MosquittoBroker
 
 from .conftest import AGENT_SECRET, DELTA2_SN, RIVER3_SN, make_entry, policy_entry
 from .helpers import advance, capture_json, feed
@@ -42,12 +42,6 @@ def delta2_payload(*, grid: bool, soc: int) -> dict[str, Any]:
     if not grid:
         quota.update({"inv.acInVol": 0, "inv.inputWatts": 0, "pd.wattsInSum": 0, "inv.acInFreq": 0})
     return capture
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 @pytest.fixture

@@ -17,7 +17,7 @@ import pytest
 from custom_components.ecoflow_power.const import (
     DOMAIN,
 )
-from tests.helpers.mosquitto import MosquittoBroker, running_broker
+from tests.helpers.mosquitto import MosquittoBroker
 
 from .conftest import DELTA2_SN, policy_entry
 from .mqtt_helpers import SideSubscriber, entry_on_real_mqtt, wait_for
@@ -30,12 +30,6 @@ POLICY_ENTITIES = (
     "sensor.agent_nas_last_command",
     "binary_sensor.agent_nas_online",
 )
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 @pytest.fixture

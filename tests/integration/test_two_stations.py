@@ -10,18 +10,12 @@ from homeassistant.core import HomeAssistant
 import pytest
 
 from custom_components.ecoflow_power.const import CONF_AGENTS, CONF_GRID_CONFIRM, CONF_POLICY
-from tests.helpers.mosquitto import MosquittoBroker, running_broker
+from tests.helpers.mosquitto import MosquittoBroker
 
 from .conftest import DELTA2_SN, RIVER3_SN, make_entry
 from .helpers import advance, feed
 from .mqtt_helpers import SideSubscriber, flush_subscriptions, setup_real_mqtt
 from .test_policy_mqtt import delta2_payload
-
-
-@pytest.fixture
-def broker(socket_enabled: None) -> MosquittoBroker:
-    with running_broker() as broker:
-        yield broker
 
 
 async def _load(hass: HomeAssistant, broker: MosquittoBroker, freezer: Any, rule: str) -> Any:
