@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Generator
+from collections.abc import AsyncGenerator, Callable, Generator
 from typing import Any
 from unittest.mock import AsyncMock, PropertyMock, patch
 
+from freezegun.api import FrozenDateTimeFactory
+from homeassistant.core import HomeAssistant
 import pytest
 from pytest_homeassistant_custom_component.common import MockConfigEntry
 
@@ -26,6 +28,8 @@ from custom_components.ecoflow_power.const import (
 from custom_components.ecoflow_power.ecoflow.api import DeviceInfo, MqttCredentials
 from custom_components.ecoflow_power.ecoflow.cloud_messages import RawMessage
 from tests.helpers.mosquitto import MosquittoBroker, running_broker
+
+from .mqtt_helpers import entry_on_real_mqtt
 
 ACCESS_KEY = "AKtestaccesskey0001"
 CERT_ACCOUNT = "open-test"  # what the certification names the account
@@ -159,3 +163,20 @@ def broker(socket_enabled: None) -> Generator[MosquittoBroker]:
     """A real mosquitto for the test (stopped and removed after it)."""
     with running_broker() as broker:
         yield broker
+
+
+@pytest.fixture
+async def loaded(
+    hass: HomeAssistant,
+    broker: MosquittoBroker,
+    mock_client: AsyncMock,
+    fake_session: Any,
+    freezer: FrozenDateTimeFactory,
+) -> AsyncGenerator[MockConfigEntry]:
+    """The policy entry (policy_entry) loaded beside HA's MQTT on the real broker.
+
+    Test files whose entry differs define their own `loaded`.
+    """
+    entry = policy_entry()
+    async with entry_on_real_mqtt(hass, broker, freezer, entry):
+        yield entry

@@ -62,19 +62,6 @@ async def publish_raw(broker: MosquittoBroker, topic: str, payload: str) -> None
     assert await process.wait() == 0
 
 
-@pytest.fixture
-async def loaded(
-    hass: HomeAssistant,
-    broker: MosquittoBroker,
-    mock_client: AsyncMock,
-    fake_session,
-    freezer: FrozenDateTimeFactory,
-):
-    entry = policy_entry()
-    async with entry_on_real_mqtt(hass, broker, freezer, entry):
-        yield entry
-
-
 def _mqtt_entry(hass: HomeAssistant) -> ConfigEntry:
     (entry,) = hass.config_entries.async_entries(mqtt.DOMAIN)
     return entry

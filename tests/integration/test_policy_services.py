@@ -3,9 +3,7 @@
 from __future__ import annotations
 
 from typing import Any
-from unittest.mock import AsyncMock
 
-from freezegun.api import FrozenDateTimeFactory
 from homeassistant.auth.models import User
 from homeassistant.components import mqtt
 from homeassistant.const import STATE_UNAVAILABLE
@@ -19,8 +17,8 @@ from custom_components.ecoflow_power.const import (
 )
 from tests.helpers.mosquitto import MosquittoBroker
 
-from .conftest import DELTA2_SN, policy_entry
-from .mqtt_helpers import SideSubscriber, entry_on_real_mqtt, wait_for
+from .conftest import DELTA2_SN
+from .mqtt_helpers import SideSubscriber, wait_for
 
 POLICY_ENTITIES = (
     "sensor.rack_shutdown_policy",
@@ -30,19 +28,6 @@ POLICY_ENTITIES = (
     "sensor.agent_nas_last_command",
     "binary_sensor.agent_nas_online",
 )
-
-
-@pytest.fixture
-async def loaded(
-    hass: HomeAssistant,
-    broker: MosquittoBroker,
-    mock_client: AsyncMock,
-    fake_session,
-    freezer: FrozenDateTimeFactory,
-) -> Any:
-    entry = policy_entry()
-    async with entry_on_real_mqtt(hass, broker, freezer, entry):
-        yield entry
 
 
 async def test_update_entity_keeps_policy_and_agent_entities_available(
